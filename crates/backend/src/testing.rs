@@ -1,0 +1,129 @@
+//! Test doubles: in-process backends for tests, benchmarks and fuzzing.
+//!
+//! They stand in where a real TPM cannot do what a test needs (an instant
+//! echo for transport benchmarks, arbitrary response sizes, injected
+//! faults). Product code never uses them; the `testing` feature gates them.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crate::{Backend, BackendError, Cancel};
+
+/// The behaviour of a [`FnBackend`]: `(locality, command, response)`.
+pub type Handler = Box<dyn FnMut(u8, &[u8], &mut Vec<u8>) -> Result<(), BackendError> + Send>;
+
+/// A backend whose answers come from a closure.
+pub struct FnBackend {
+    buffer_size: usize,
+    handler: Handler,
+    established: bool,
+    cancels: Arc<CancelCounter>,
+}
+
+/// Counts cancel requests, so tests can see that one arrived.
+#[derive(Debug, Default)]
+pub struct CancelCounter(AtomicUsize);
+
+impl CancelCounter {
+    /// Cancels requested so far.
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl Cancel for CancelCounter {
+    fn cancel(&self) -> Result<(), BackendError> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+impl FnBackend {
+    /// A backend with `buffer_size` that answers through `handler`.
+    pub fn new(
+        buffer_size: usize,
+        handler: impl FnMut(u8, &[u8], &mut Vec<u8>) -> Result<(), BackendError> + Send + 'static,
+    ) -> Self {
+        Self {
+            buffer_size,
+            handler: Box::new(handler),
+            established: false,
+            cancels: Arc::default(),
+        }
+    }
+
+    /// An instant echo: the response is the command, byte for byte.
+    pub fn echo(buffer_size: usize) -> Self {
+        Self::new(buffer_size, |_, cmd, rsp| {
+            rsp.extend_from_slice(cmd);
+            Ok(())
+        })
+    }
+
+    /// The counter behind this backend's canceller.
+    pub fn cancel_counter(&self) -> Arc<CancelCounter> {
+        self.cancels.clone()
+    }
+}
+
+impl Backend for FnBackend {
+    fn name(&self) -> &'static str {
+        "test-double"
+    }
+    fn buffer_size(&self) -> usize {
+        self.buffer_size
+    }
+    fn execute(
+        &mut self,
+        locality: u8,
+        command: &[u8],
+        response: &mut Vec<u8>,
+    ) -> Result<(), BackendError> {
+        if command.len() > self.buffer_size {
+            return Err(BackendError::CommandTooLarge {
+                size: command.len(),
+                max: self.buffer_size,
+            });
+        }
+        response.clear();
+        (self.handler)(locality, command, response)
+    }
+    fn canceller(&self) -> Option<Arc<dyn Cancel>> {
+        Some(self.cancels.clone())
+    }
+    fn established(&mut self) -> Result<bool, BackendError> {
+        Ok(self.established)
+    }
+    fn reset_established(&mut self, _locality: u8) -> Result<(), BackendError> {
+        self.established = false;
+        Ok(())
+    }
+    fn reset(&mut self) -> Result<(), BackendError> {
+        Ok(())
+    }
+    fn save_state(&mut self) -> Result<Vec<u8>, BackendError> {
+        Ok(vec![u8::from(self.established)])
+    }
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), BackendError> {
+        match state {
+            [b] => {
+                self.established = *b != 0;
+                Ok(())
+            }
+            _ => Err(BackendError::State("test-double state is one byte".into())),
+        }
+    }
+}
+
+/// A response of exactly `size` bytes (at least 10) with a valid header and
+/// a byte pattern derived from `seed`, for transport tests.
+pub fn patterned_response(size: usize, seed: u8) -> Vec<u8> {
+    let size = size.max(vtpm_wire::HEADER_SIZE);
+    let mut out: Vec<u8> = (0..size)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect();
+    out[0..2].copy_from_slice(&vtpm_wire::consts::TPM_ST_NO_SESSIONS.to_be_bytes());
+    out[2..6].copy_from_slice(&(size as u32).to_be_bytes());
+    out[6..10].copy_from_slice(&0u32.to_be_bytes());
+    out
+}
