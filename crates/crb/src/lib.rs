@@ -1,0 +1,17 @@
+//! A sans-I/O TPM 2.0 CRB (Command Response Buffer) device model with the
+//! chunking of the TCG PC Client Platform TPM Profile v1.07.
+//!
+//! The device is a deterministic state machine. A VMM forwards MMIO
+//! accesses to [`CrbDevice::read`] and [`CrbDevice::write`], runs the
+//! [`Action`]s the writes return on a backend, and reports each result with
+//! [`CrbDevice::complete`]. See the crate README for the differences from
+//! QEMU's CRB.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+mod device;
+pub mod spec;
+
+pub use config::{ChunkPolicy, ConfigError, CrbConfig, MAX_BACKEND_BUFFER};
+pub use device::{Action, BackendFailed, Completion, CrbDevice, DeviceStats, ExecToken};

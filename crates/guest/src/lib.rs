@@ -1,0 +1,14 @@
+//! Guest-side TPM drivers over an [`Mmio`] trait: the reference client of
+//! vtpm's device models.
+//!
+//! [`CrbDriver`] probes a CRB interface, manages localities and the
+//! Idle/Ready states, and moves commands and responses through the data
+//! window, in pieces when the device advertises CapCRBChunk (PTP v1.07).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod crb;
+mod mmio;
+
+pub use crb::{CrbDriver, DeviceInfo, DriverError, Timeouts, Transfer, TransmitOptions};
+pub use mmio::{Clock, Mmio, SystemClock};
