@@ -152,6 +152,8 @@ pub struct CrbDevice {
     pub(crate) int_sts: u32,
     pub(crate) ctrl_ext: u64,
     pub(crate) window: Vec<u8>,
+    /// `window[window_dirty..]` is known to be zero.
+    pub(crate) window_dirty: usize,
 
     pub(crate) phase: Phase,
     pub(crate) command: Vec<u8>,
@@ -187,6 +189,7 @@ impl CrbDevice {
         );
         Ok(Self {
             window: vec![0; config.window_size],
+            window_dirty: 0,
             command: Vec::with_capacity(limit),
             response: Vec::with_capacity(limit),
             config,
@@ -278,6 +281,7 @@ impl CrbDevice {
 
     /// The data window, writable; see [`CrbDevice::window`].
     pub fn window_mut(&mut self) -> &mut [u8] {
+        self.window_dirty = self.window.len();
         &mut self.window
     }
 
@@ -305,6 +309,7 @@ impl CrbDevice {
         window.fill(0);
         *self = Self {
             window,
+            window_dirty: 0,
             command,
             response,
             config: self.config.clone(),
@@ -339,13 +344,54 @@ impl CrbDevice {
         token: ExecToken,
         result: Result<&[u8], BackendFailed>,
     ) -> Completion {
+        if let Err(done) = self.finish_execution(token) {
+            return done;
+        }
+        match result {
+            Ok(r) if self.deliverable(r) => {
+                self.response.extend_from_slice(r);
+                self.deliver()
+            }
+            _ => self.fail_execution(),
+        }
+    }
+
+    /// Like [`CrbDevice::complete`], but takes the response buffer instead
+    /// of copying it. On return `response` is always empty and zeroed, and
+    /// holds a buffer the caller may reuse for the next response.
+    pub fn complete_swap(
+        &mut self,
+        token: ExecToken,
+        result: Result<&mut Vec<u8>, BackendFailed>,
+    ) -> Completion {
+        let mut result = result;
+        let outcome = match self.finish_execution(token) {
+            Err(done) => done,
+            Ok(()) => match result {
+                Ok(ref mut r) if self.deliverable(r) => {
+                    // The response buffer is empty while a command executes.
+                    std::mem::swap(&mut self.response, *r);
+                    self.deliver()
+                }
+                _ => self.fail_execution(),
+            },
+        };
+        if let Ok(r) = result {
+            zero(r);
+        }
+        outcome
+    }
+
+    /// The common start of a completion: `Err` when it ends here (stale or
+    /// discarded).
+    fn finish_execution(&mut self, token: ExecToken) -> Result<(), Completion> {
         let orphaned = match self.phase {
             Phase::Executing {
                 token: running,
                 orphaned,
                 ..
             } if running == token => orphaned,
-            _ => return Completion::Stale,
+            _ => return Err(Completion::Stale),
         };
         self.cancel = 0;
         zero(&mut self.command);
@@ -353,19 +399,20 @@ impl CrbDevice {
         self.raise(IntBits::START);
         if orphaned {
             self.phase = Phase::Idle;
-            return Completion::Discarded;
+            return Err(Completion::Discarded);
         }
-        let response = match result {
-            Ok(r) if self.deliverable(r) => r,
-            _ => {
-                self.enter_fatal();
-                return Completion::Fatal;
-            }
-        };
-        self.response.extend_from_slice(response);
+        Ok(())
+    }
+
+    fn deliver(&mut self) -> Completion {
         self.phase = Phase::Responding;
         self.serve_piece(0);
         Completion::Delivered
+    }
+
+    fn fail_execution(&mut self) -> Completion {
+        self.enter_fatal();
+        Completion::Fatal
     }
 
     fn deliverable(&self, response: &[u8]) -> bool {
@@ -415,6 +462,7 @@ impl CrbDevice {
             if self.active == Some(locality) {
                 let start = (page_off - win_start) as usize;
                 self.window[start..start + data.len()].copy_from_slice(data);
+                self.window_dirty = self.window_dirty.max(start + data.len());
             }
             return None;
         }
@@ -601,7 +649,7 @@ impl CrbDevice {
         } = self.phase
         {
             *orphaned = true;
-            self.window.fill(0);
+            self.zero_window();
         } else {
             self.release();
         }
@@ -706,12 +754,10 @@ impl CrbDevice {
         self.window[..len].copy_from_slice(&self.response[offset..offset + len]);
         // Stale bytes past the piece (the command, an earlier piece) must
         // not be readable.
-        let dirty_end = if offset == 0 {
-            self.window.len()
-        } else {
-            self.piece_len
-        };
-        self.window[len..dirty_end.max(len)].fill(0);
+        if self.window_dirty > len {
+            self.window[len..self.window_dirty].fill(0);
+        }
+        self.window_dirty = len;
         self.piece_offset = offset;
         self.piece_len = len;
         self.coverage.clear();
@@ -732,12 +778,13 @@ impl CrbDevice {
     /// Zeroes and forgets all transaction data, window included (capacity
     /// is kept).
     fn release(&mut self) {
-        let dirty = match self.phase {
-            Phase::Responding => self.piece_len,
-            _ => self.window.len(),
-        };
-        self.window[..dirty].fill(0);
+        self.zero_window();
         self.clear_buffers();
+    }
+
+    fn zero_window(&mut self) {
+        self.window[..self.window_dirty].fill(0);
+        self.window_dirty = 0;
     }
 
     /// Zeroes and forgets the command and response buffers.
@@ -754,7 +801,6 @@ impl CrbDevice {
 
     fn enter_fatal(&mut self) {
         self.release();
-        self.window.fill(0);
         self.ctrl_sts = CtrlSts::TPM_STS.with_flag(self.ctrl_sts, true);
         self.stats.fatal_errors += 1;
     }

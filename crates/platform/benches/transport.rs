@@ -1,0 +1,102 @@
+//! An 8 KiB command and an 8 KiB response through guest driver → CRB
+//! (window 3968) → an instant in-process echo backend (a test double),
+//! against a plain memcpy of the same 32 KiB. Prints the ratio of medians.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, Criterion};
+use vtpm_backend::testing::FnBackend;
+use vtpm_guest::{CrbDriver, TransmitOptions};
+use vtpm_platform::{CrbBus, Execution, Platform, PlatformConfig};
+
+const SIZE: usize = 8192;
+
+fn platform(execution: Execution) -> Platform {
+    Platform::new(
+        Box::new(FnBackend::echo(SIZE)),
+        PlatformConfig {
+            execution,
+            ..PlatformConfig::default()
+        },
+    )
+    .expect("platform")
+}
+
+fn command() -> Vec<u8> {
+    vtpm_wire::commands::padded_get_random(SIZE)
+}
+
+fn round_trip(driver: &mut CrbDriver<CrbBus>, cmd: &[u8], rsp: &mut Vec<u8>) {
+    let t = driver
+        .transmit_with(0, cmd, rsp, TransmitOptions::default())
+        .expect("round trip");
+    debug_assert_eq!((t.chunks_sent, t.chunks_received), (3, 3));
+}
+
+fn memcpy_32k(src: &[u8; 4 * SIZE], dst: &mut [u8; 4 * SIZE]) {
+    dst.copy_from_slice(black_box(src));
+    black_box(dst);
+}
+
+fn benches(c: &mut Criterion) {
+    let cmd = command();
+    let mut rsp = Vec::with_capacity(SIZE);
+    for (name, execution) in [("inline", Execution::Inline), ("worker", Execution::Worker)] {
+        let p = platform(execution);
+        let mut driver = p.driver();
+        c.bench_function(&format!("crb_8k_round_trip_{name}"), |b| {
+            b.iter(|| round_trip(&mut driver, &cmd, &mut rsp))
+        });
+    }
+    let src = Box::new([0xA5u8; 4 * SIZE]);
+    let mut dst = Box::new([0u8; 4 * SIZE]);
+    c.bench_function("memcpy_32k", |b| b.iter(|| memcpy_32k(&src, &mut dst)));
+}
+
+/// Median of `runs` batches of `batch` calls, per call.
+fn median(runs: usize, batch: u32, mut f: impl FnMut()) -> Duration {
+    let mut samples: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..batch {
+                f();
+            }
+            t.elapsed() / batch
+        })
+        .collect();
+    samples.sort();
+    samples[runs / 2]
+}
+
+fn ratio() {
+    let cmd = command();
+    let mut rsp = Vec::with_capacity(SIZE);
+    let src = Box::new([0xA5u8; 4 * SIZE]);
+    let mut dst = Box::new([0u8; 4 * SIZE]);
+    let copy = median(201, 200, || memcpy_32k(&src, &mut dst));
+    println!("\nratio report (median per call, one run)");
+    println!("  memcpy 32 KiB:                 {copy:>10.2?}");
+    for (name, execution) in [("inline", Execution::Inline), ("worker", Execution::Worker)] {
+        let p = platform(execution);
+        let mut driver = p.driver();
+        for _ in 0..100 {
+            round_trip(&mut driver, &cmd, &mut rsp);
+        }
+        let path = median(101, 50, || round_trip(&mut driver, &cmd, &mut rsp));
+        println!(
+            "  8 KiB + 8 KiB via CRB, {name:<6}: {path:>10.2?}  ratio {:.2}",
+            path.as_secs_f64() / copy.as_secs_f64()
+        );
+    }
+}
+
+criterion_group!(transport, benches);
+
+fn main() {
+    transport();
+    ratio();
+    criterion::Criterion::default()
+        .configure_from_args()
+        .final_summary();
+}

@@ -1,0 +1,22 @@
+//! The glue a VMM would write: a CRB device model, a backend run on a
+//! worker thread (or inline), and an MMIO bus that implements
+//! [`vtpm_guest::Mmio`], so a guest driver drives the whole path.
+//!
+//! ```
+//! use vtpm_backend::testing::FnBackend;
+//! use vtpm_platform::{Platform, PlatformConfig};
+//!
+//! let platform = Platform::new(Box::new(FnBackend::echo(8192)), PlatformConfig::default())?;
+//! let mut driver = platform.driver();
+//! let command = vtpm_wire::commands::padded_get_random(6000);
+//! let response = driver.transmit(0, &command)?;
+//! assert_eq!(response, command); // the echo double answers with the command
+//! assert_eq!(driver.last_transfer().chunks_sent, 2);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod platform;
+
+pub use platform::{CrbBus, Execution, Platform, PlatformConfig, PlatformError};

@@ -1,0 +1,418 @@
+//! Platform: device + backend worker + MMIO bus.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use vtpm_backend::{Backend, BackendError, Cancel};
+use vtpm_crb::{Action, BackendFailed, ChunkPolicy, ConfigError, CrbConfig, CrbDevice, ExecToken};
+use vtpm_guest::{CrbDriver, Mmio};
+
+/// Where backend commands run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Execution {
+    /// On a worker thread; MMIO never waits for the backend, as in a VMM.
+    #[default]
+    Worker,
+    /// On the thread that wrote Start, before the write returns: no thread
+    /// handoff, for measuring the transport itself.
+    Inline,
+}
+
+/// The device-side settings of a [`Platform`]; the backend supplies the
+/// buffer size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformConfig {
+    /// Data window bytes (64..=3968).
+    pub window_size: usize,
+    /// CapCRBChunk policy.
+    pub chunking: ChunkPolicy,
+    /// Locality pages (1..=5).
+    pub localities: u8,
+    /// Where commands run.
+    pub execution: Execution,
+}
+
+impl Default for PlatformConfig {
+    fn default() -> Self {
+        let crb = CrbConfig::default();
+        Self {
+            window_size: crb.window_size,
+            chunking: crb.chunking,
+            localities: crb.localities,
+            execution: Execution::Worker,
+        }
+    }
+}
+
+/// A platform that could not be built or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformError {
+    /// The device configuration is invalid.
+    #[error("device configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// The backend failed.
+    #[error("backend: {0}")]
+    Backend(#[from] BackendError),
+    /// The worker thread could not start.
+    #[error("cannot start the backend worker: {0}")]
+    Worker(std::io::Error),
+}
+
+enum Job {
+    Execute { token: ExecToken, locality: u8 },
+    ResetEstablished { locality: u8 },
+    ResetBackend,
+}
+
+struct State {
+    device: CrbDevice,
+    jobs: VecDeque<Job>,
+    /// The command of the queued Execute job (one at most: the device runs
+    /// one command at a time). Swapped with the worker's buffer, never
+    /// reallocated.
+    job_command: Vec<u8>,
+    /// Bumped when the backend is replaced; a worker of an older
+    /// generation stops taking jobs.
+    generation: u64,
+    shutdown: bool,
+    last_error: Option<BackendError>,
+    /// The backend, in inline mode only.
+    inline: Option<InlineBackend>,
+}
+
+struct InlineBackend {
+    backend: Box<dyn Backend>,
+    response: Vec<u8>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    work: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere must not wedge the guest: the state stays usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A CRB device wired to a backend.
+pub struct Platform {
+    shared: Arc<Shared>,
+    canceller: Option<Arc<dyn Cancel>>,
+    workers: Vec<JoinHandle<()>>,
+    backend_name: &'static str,
+    config: PlatformConfig,
+}
+
+impl Platform {
+    /// Builds the device for `backend`'s buffer size and starts the worker.
+    pub fn new(
+        mut backend: Box<dyn Backend>,
+        config: PlatformConfig,
+    ) -> Result<Self, PlatformError> {
+        let device = Self::device_for(&mut *backend, &config)?;
+        let buffer = device.transfer_limit();
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                device,
+                jobs: VecDeque::with_capacity(4),
+                job_command: Vec::with_capacity(buffer),
+                generation: 0,
+                shutdown: false,
+                last_error: None,
+                inline: None,
+            }),
+            work: Condvar::new(),
+        });
+        let mut platform = Self {
+            shared,
+            canceller: backend.canceller(),
+            workers: Vec::new(),
+            backend_name: backend.name(),
+            config,
+        };
+        platform.attach(backend, 0)?;
+        Ok(platform)
+    }
+
+    fn device_for(
+        backend: &mut dyn Backend,
+        config: &PlatformConfig,
+    ) -> Result<CrbDevice, PlatformError> {
+        let mut device = CrbDevice::new(CrbConfig {
+            window_size: config.window_size,
+            backend_buffer: backend.buffer_size(),
+            chunking: config.chunking,
+            localities: config.localities,
+            ..CrbConfig::default()
+        })?;
+        device.set_established(backend.established()?);
+        Ok(device)
+    }
+
+    fn attach(&mut self, backend: Box<dyn Backend>, generation: u64) -> Result<(), PlatformError> {
+        match self.config.execution {
+            Execution::Inline => {
+                let response = Vec::with_capacity(backend.buffer_size());
+                self.shared.lock().inline = Some(InlineBackend { backend, response });
+            }
+            Execution::Worker => {
+                let shared = self.shared.clone();
+                let handle = std::thread::Builder::new()
+                    .name(format!("vtpm-backend-{generation}"))
+                    .spawn(move || worker(shared, backend, generation))
+                    .map_err(PlatformError::Worker)?;
+                self.workers.push(handle);
+            }
+        }
+        Ok(())
+    }
+
+    /// An MMIO bus onto the device; clones share the device.
+    pub fn bus(&self) -> CrbBus {
+        CrbBus {
+            shared: self.shared.clone(),
+            canceller: self.canceller.clone(),
+        }
+    }
+
+    /// A guest CRB driver on a new bus.
+    pub fn driver(&self) -> CrbDriver<CrbBus> {
+        CrbDriver::new(self.bus())
+    }
+
+    /// Runs `f` on the device, under the platform's lock.
+    pub fn with_device<R>(&self, f: impl FnOnce(&mut CrbDevice) -> R) -> R {
+        f(&mut self.shared.lock().device)
+    }
+
+    /// The backend's name.
+    pub fn backend_name(&self) -> &'static str {
+        self.backend_name
+    }
+
+    /// The platform's device settings.
+    pub fn config(&self) -> &PlatformConfig {
+        &self.config
+    }
+
+    /// The last backend failure, taken (the device shows it as tpmSts).
+    pub fn take_backend_error(&self) -> Option<BackendError> {
+        self.shared.lock().last_error.take()
+    }
+
+    /// Resets the platform: the device returns to its power-on state and
+    /// the backend is power-cycled (the next command must be Startup).
+    pub fn reset(&self) {
+        let mut state = self.shared.lock();
+        state.device.reset();
+        state.jobs.clear();
+        state.jobs.push_back(Job::ResetBackend);
+        run_inline_jobs(&mut state);
+        self.shared.work.notify_all();
+    }
+
+    /// Replaces a failed backend: the device is reset and a new worker
+    /// serves `backend`. A worker still blocked in the old backend finishes
+    /// on its own; its late answer is dropped as stale.
+    pub fn replace_backend(&mut self, mut backend: Box<dyn Backend>) -> Result<(), PlatformError> {
+        let fresh = Self::device_for(&mut *backend, &self.config)?;
+        let generation = {
+            let mut state = self.shared.lock();
+            state.generation += 1;
+            state.jobs.clear();
+            state.device = fresh;
+            let capacity = state.device.transfer_limit();
+            state.job_command = Vec::with_capacity(capacity);
+            state.last_error = None;
+            state.inline = None;
+            state.generation
+        };
+        self.shared.work.notify_all();
+        self.canceller = backend.canceller();
+        self.backend_name = backend.name();
+        self.workers.retain(|w| !w.is_finished());
+        self.attach(backend, generation)
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        self.shared.lock().shutdown = true;
+        self.shared.work.notify_all();
+        // A worker stuck in a hung backend is left to finish on its own
+        // rather than hanging the VMM's teardown.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for worker in self.workers.drain(..) {
+            while !worker.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if worker.is_finished() {
+                let _ = worker.join();
+            } else {
+                tracing::warn!("backend worker still busy at shutdown; detaching it");
+            }
+        }
+    }
+}
+
+fn worker(shared: Arc<Shared>, mut backend: Box<dyn Backend>, generation: u64) {
+    let buffer = backend.buffer_size();
+    let mut command = Vec::with_capacity(buffer);
+    let mut response = Vec::with_capacity(buffer);
+    loop {
+        let job = {
+            let mut state = shared.lock();
+            loop {
+                if state.shutdown || state.generation != generation {
+                    return;
+                }
+                if let Some(job) = state.jobs.pop_front() {
+                    if matches!(job, Job::Execute { .. }) {
+                        std::mem::swap(&mut command, &mut state.job_command);
+                    }
+                    break job;
+                }
+                state = shared.work.wait(state).unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        let outcome = run_job(&mut *backend, &job, &command, &mut response);
+        command.fill(0);
+        command.clear();
+        let mut state = shared.lock();
+        if state.generation != generation {
+            return;
+        }
+        finish_job(&mut state, job, outcome, &mut response);
+    }
+}
+
+/// What a job produced, before the device hears of it.
+enum Outcome {
+    Executed(Result<(), BackendError>),
+    Established(Result<bool, BackendError>),
+    Reset(Result<bool, BackendError>),
+}
+
+fn run_job(
+    backend: &mut dyn Backend,
+    job: &Job,
+    command: &[u8],
+    response: &mut Vec<u8>,
+) -> Outcome {
+    match *job {
+        Job::Execute { locality, .. } => {
+            Outcome::Executed(backend.execute(locality, command, response))
+        }
+        Job::ResetEstablished { locality } => Outcome::Established(
+            backend
+                .reset_established(locality)
+                .and_then(|()| backend.established()),
+        ),
+        Job::ResetBackend => Outcome::Reset(backend.reset().and_then(|()| backend.established())),
+    }
+}
+
+/// Tells the device how a job ended. `response` comes back empty and
+/// zeroed (the device swaps it for its own buffer).
+fn finish_job(state: &mut State, job: Job, outcome: Outcome, response: &mut Vec<u8>) {
+    let failed = |state: &mut State, e: BackendError| {
+        tracing::warn!(error = %e, "backend failure");
+        state.last_error = Some(e);
+    };
+    match (job, outcome) {
+        (Job::Execute { token, .. }, Outcome::Executed(result)) => {
+            let answer = match result {
+                Ok(()) => Ok(&mut *response),
+                Err(e) => {
+                    failed(state, e);
+                    Err(BackendFailed)
+                }
+            };
+            state.device.complete_swap(token, answer);
+        }
+        (_, Outcome::Established(Ok(flag)) | Outcome::Reset(Ok(flag))) => {
+            state.device.set_established(flag)
+        }
+        (_, Outcome::Established(Err(e)) | Outcome::Reset(Err(e))) => failed(state, e),
+        (_, Outcome::Executed(_)) => {}
+    }
+    response.fill(0);
+    response.clear();
+}
+
+/// Runs queued jobs on the inline backend, if there is one.
+fn run_inline_jobs(state: &mut State) {
+    let Some(mut inline) = state.inline.take() else {
+        return;
+    };
+    while let Some(job) = state.jobs.pop_front() {
+        let outcome = run_job(
+            &mut *inline.backend,
+            &job,
+            &state.job_command,
+            &mut inline.response,
+        );
+        state.job_command.fill(0);
+        state.job_command.clear();
+        finish_job(state, job, outcome, &mut inline.response);
+    }
+    state.inline = Some(inline);
+}
+
+/// MMIO access to the platform's device, as a guest sees it.
+#[derive(Clone)]
+pub struct CrbBus {
+    shared: Arc<Shared>,
+    canceller: Option<Arc<dyn Cancel>>,
+}
+
+impl Mmio for CrbBus {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
+        self.shared.lock().device.read(offset, data);
+    }
+
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        let mut state = self.shared.lock();
+        let state = &mut *state;
+        let job = match state.device.write(offset, data) {
+            None => return,
+            Some(Action::Cancel) => {
+                // The backend is busy on the worker; cancel from here.
+                if let Some(c) = &self.canceller {
+                    if let Err(e) = c.cancel() {
+                        tracing::warn!(error = %e, "cancel failed");
+                    }
+                }
+                return;
+            }
+            Some(Action::ResetEstablished { locality }) => Job::ResetEstablished { locality },
+            Some(Action::Execute {
+                token,
+                locality,
+                command,
+            }) => {
+                if let Some(mut inline) = state.inline.take() {
+                    // Inline: the backend reads the device's own buffer.
+                    let result = inline
+                        .backend
+                        .execute(locality, command, &mut inline.response);
+                    let job = Job::Execute { token, locality };
+                    finish_job(state, job, Outcome::Executed(result), &mut inline.response);
+                    state.inline = Some(inline);
+                    return;
+                }
+                state.job_command.clear();
+                state.job_command.extend_from_slice(command);
+                Job::Execute { token, locality }
+            }
+        };
+        state.jobs.push_back(job);
+        run_inline_jobs(state);
+        self.shared.work.notify_one();
+    }
+}
