@@ -15,3 +15,8 @@ pub mod spec;
 
 pub use config::{ChunkPolicy, ConfigError, CrbConfig, MAX_BACKEND_BUFFER};
 pub use device::{Action, BackendFailed, Completion, CrbDevice, DeviceStats, ExecToken};
+
+/// The README's examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -12,3 +12,8 @@ mod mmio;
 
 pub use crb::{CrbDriver, DeviceInfo, DriverError, Timeouts, Transfer, TransmitOptions};
 pub use mmio::{Clock, Mmio, SystemClock};
+
+/// The README's examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -20,3 +20,8 @@
 mod platform;
 
 pub use platform::{CrbBus, Execution, Platform, PlatformConfig, PlatformError};
+
+/// The README's examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

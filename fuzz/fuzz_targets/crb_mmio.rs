@@ -1,0 +1,64 @@
+//! Arbitrary MMIO sequences against the CRB device: reads, writes of any
+//! width at any offset and locality, completions of any size, resets. The
+//! device must never panic and must never hold more than its limit.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use vtpm_crb::{Action, BackendFailed, ChunkPolicy, CrbConfig, CrbDevice, ExecToken};
+
+fuzz_target!(|data: &[u8]| {
+    let mut bytes = data.iter().copied();
+    let mut next = move || bytes.next();
+    let (Some(w), Some(b), Some(c)) = (next(), next(), next()) else {
+        return;
+    };
+    let config = CrbConfig {
+        window_size: 64 + usize::from(w) * 15,
+        backend_buffer: 10 + usize::from(b) * 64,
+        chunking: [ChunkPolicy::Auto, ChunkPolicy::On, ChunkPolicy::Off][usize::from(c % 3)],
+        ..CrbConfig::default()
+    };
+    let Ok(mut device) = CrbDevice::new(config) else {
+        return;
+    };
+    let limit = device.transfer_limit();
+    let mut pending: Vec<ExecToken> = Vec::new();
+    let mut response = Vec::new();
+    while let (Some(op), Some(lo), Some(hi)) = (next(), next(), next()) {
+        let offset = u64::from(u16::from_le_bytes([lo, hi])) % 0x5000;
+        match op % 6 {
+            0 => {
+                let mut buf = vec![0u8; usize::from(op >> 3)];
+                device.read(offset, &mut buf);
+            }
+            1 => {
+                let width = [1usize, 2, 4, 8][usize::from(op >> 6)];
+                let value: Vec<u8> = (0..width).map(|_| next().unwrap_or(0)).collect();
+                if let Some(Action::Execute { token, command, .. }) = device.write(offset, &value) {
+                    assert!(command.len() <= limit);
+                    pending.push(token);
+                }
+            }
+            2 => {
+                let len = usize::from(op >> 3);
+                let value: Vec<u8> = (0..len).map(|_| next().unwrap_or(0)).collect();
+                device.write(offset, &value);
+            }
+            3 => {
+                if let Some(token) = pending.pop() {
+                    let size = usize::from(lo) * 40 + usize::from(hi);
+                    response.clear();
+                    response.resize(size, hi);
+                    if size >= 6 {
+                        response[2..6].copy_from_slice(&(size as u32).to_be_bytes());
+                    }
+                    let result = if op & 0x80 != 0 { Err(BackendFailed) } else { Ok(response.as_slice()) };
+                    device.complete(token, result);
+                }
+            }
+            4 => device.reset(),
+            _ => device.set_established(op & 0x10 != 0),
+        }
+        assert!(device.held_bytes() <= limit);
+    }
+});
