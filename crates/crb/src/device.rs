@@ -91,20 +91,35 @@ pub(crate) enum Phase {
 /// device knows when a response has been fully consumed.
 #[derive(Debug, Clone)]
 pub(crate) struct ReadCoverage {
-    bits: [u64; spec::MAX_WINDOW_SIZE.div_ceil(64)],
-    covered: usize,
+    pub(crate) bits: [u64; COVERAGE_WORDS],
+    pub(crate) covered: usize,
 }
 
+/// Words of the read-coverage bitmap.
+pub(crate) const COVERAGE_WORDS: usize = spec::MAX_WINDOW_SIZE.div_ceil(64);
+
 impl ReadCoverage {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
-            bits: [0; spec::MAX_WINDOW_SIZE.div_ceil(64)],
+            bits: [0; COVERAGE_WORDS],
             covered: 0,
         }
     }
 
+    /// Coverage rebuilt from saved bitmap words, counting only bits below `len`.
+    pub(crate) fn from_words(words: &[u64], len: usize) -> Self {
+        let mut c = Self::new();
+        for (i, w) in words.iter().take(COVERAGE_WORDS).enumerate() {
+            let valid = len.saturating_sub(i * 64).min(64);
+            let mask = if valid == 64 { u64::MAX } else { (1u64 << valid) - 1 };
+            c.bits[i] = w & mask;
+            c.covered += (w & mask).count_ones() as usize;
+        }
+        c
+    }
+
     fn clear(&mut self) {
-        self.bits = [0; spec::MAX_WINDOW_SIZE.div_ceil(64)];
+        self.bits = [0; COVERAGE_WORDS];
         self.covered = 0;
     }
 

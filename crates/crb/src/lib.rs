@@ -11,10 +11,12 @@
 
 pub mod config;
 mod device;
+mod snapshot;
 pub mod spec;
 
 pub use config::{ChunkPolicy, ConfigError, CrbConfig, MAX_BACKEND_BUFFER};
 pub use device::{Action, BackendFailed, Completion, CrbDevice, DeviceStats, ExecToken};
+pub use snapshot::{SnapshotError, SNAPSHOT_MAGIC, SNAPSHOT_VERSION};
 
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]
