@@ -17,9 +17,13 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod migrating;
 mod platform;
 
-pub use platform::{CrbBus, Execution, Platform, PlatformConfig, PlatformError};
+pub use migrating::{BackendFactory, MigratingBus};
+pub use platform::{
+    CrbBus, Execution, Platform, PlatformConfig, PlatformError, PLATFORM_MAGIC, PLATFORM_VERSION,
+};
 
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]

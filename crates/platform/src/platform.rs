@@ -6,7 +6,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use vtpm_backend::{Backend, BackendError, Cancel};
-use vtpm_crb::{Action, BackendFailed, ChunkPolicy, ConfigError, CrbConfig, CrbDevice, ExecToken};
+use vtpm_crb::{
+    Action, BackendFailed, ChunkPolicy, ConfigError, CrbConfig, CrbDevice, ExecToken, SnapshotError,
+};
 use vtpm_guest::{CrbDriver, Mmio};
 
 /// Where backend commands run.
@@ -58,12 +60,36 @@ pub enum PlatformError {
     /// The worker thread could not start.
     #[error("cannot start the backend worker: {0}")]
     Worker(std::io::Error),
+    /// A command was still executing when the save bound ran out; nothing
+    /// was saved and the platform runs on.
+    #[error("a command is still executing after {0:?}; try the save again")]
+    Busy(Duration),
+    /// The device part of a saved platform cannot be restored here.
+    #[error("device snapshot: {0}")]
+    Snapshot(#[from] SnapshotError),
+    /// The saved bytes are not a platform snapshot.
+    #[error("platform snapshot: {0}")]
+    Format(&'static str),
+    /// The snapshot was taken with another kind of backend.
+    #[error("snapshot holds {snapshot} state, the new backend is {backend}")]
+    BackendMismatch {
+        /// Backend kind in the snapshot.
+        snapshot: String,
+        /// Backend kind offered for restore.
+        backend: &'static str,
+    },
 }
+
+/// First bytes of a saved platform.
+pub const PLATFORM_MAGIC: [u8; 8] = *b"VTPMPLAT";
+/// Version of the saved-platform format.
+pub const PLATFORM_VERSION: u16 = 1;
 
 enum Job {
     Execute { token: ExecToken, locality: u8 },
     ResetEstablished { locality: u8 },
     ResetBackend,
+    SaveState,
 }
 
 struct State {
@@ -77,6 +103,10 @@ struct State {
     /// generation stops taking jobs.
     generation: u64,
     shutdown: bool,
+    /// A worker is running a job (the lock is free meanwhile).
+    busy: bool,
+    /// The answer to a SaveState job.
+    saved: Option<Result<Vec<u8>, BackendError>>,
     last_error: Option<BackendError>,
     /// The backend, in inline mode only.
     inline: Option<InlineBackend>,
@@ -89,7 +119,10 @@ struct InlineBackend {
 
 struct Shared {
     state: Mutex<State>,
+    /// Wakes the worker: a job was queued or it must stop.
     work: Condvar,
+    /// Wakes waiters: a job finished.
+    done: Condvar,
 }
 
 impl Shared {
@@ -115,6 +148,14 @@ impl Platform {
         config: PlatformConfig,
     ) -> Result<Self, PlatformError> {
         let device = Self::device_for(&mut *backend, &config)?;
+        Self::assemble(device, backend, config)
+    }
+
+    fn assemble(
+        device: CrbDevice,
+        backend: Box<dyn Backend>,
+        config: PlatformConfig,
+    ) -> Result<Self, PlatformError> {
         let buffer = device.transfer_limit();
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -123,10 +164,13 @@ impl Platform {
                 job_command: Vec::with_capacity(buffer),
                 generation: 0,
                 shutdown: false,
+                busy: false,
+                saved: None,
                 last_error: None,
                 inline: None,
             }),
             work: Condvar::new(),
+            done: Condvar::new(),
         });
         let mut platform = Self {
             shared,
@@ -143,15 +187,124 @@ impl Platform {
         backend: &mut dyn Backend,
         config: &PlatformConfig,
     ) -> Result<CrbDevice, PlatformError> {
-        let mut device = CrbDevice::new(CrbConfig {
+        let mut device = CrbDevice::new(Self::crb_config(backend, config))?;
+        device.set_established(backend.established()?);
+        Ok(device)
+    }
+
+    fn crb_config(backend: &dyn Backend, config: &PlatformConfig) -> CrbConfig {
+        CrbConfig {
             window_size: config.window_size,
             backend_buffer: backend.buffer_size(),
             chunking: config.chunking,
             localities: config.localities,
             ..CrbConfig::default()
-        })?;
+        }
+    }
+
+    /// Saves device and backend together, for a live migration or a
+    /// snapshot. Call it with the guest's vCPUs paused.
+    ///
+    /// A command still executing is waited for, up to `bound`, so the
+    /// snapshot holds its response. If the bound runs out the save fails
+    /// with [`PlatformError::Busy`] and nothing changes: no command is lost
+    /// or run twice.
+    pub fn save(&self, bound: Duration) -> Result<Vec<u8>, PlatformError> {
+        let deadline = Instant::now() + bound;
+        let mut state = self.shared.lock();
+        while state.device.is_executing() || !state.jobs.is_empty() || state.busy {
+            state = self.wait_done(state, deadline, bound)?;
+        }
+        let device = state.device.snapshot();
+        let backend = match state.inline.as_mut() {
+            Some(inline) => inline.backend.save_state()?,
+            None => {
+                state.saved = None;
+                state.jobs.push_back(Job::SaveState);
+                self.shared.work.notify_all();
+                // Saving the TPM state is the backend's work; give it time
+                // of its own beyond the command bound.
+                let deadline = Instant::now() + SAVE_STATE_BOUND;
+                loop {
+                    if let Some(result) = state.saved.take() {
+                        break result?;
+                    }
+                    state = self.wait_done(state, deadline, SAVE_STATE_BOUND)?;
+                }
+            }
+        };
+        drop(state);
+        let name = self.backend_name.as_bytes();
+        let mut out = Vec::with_capacity(32 + device.len() + backend.len());
+        out.extend_from_slice(&PLATFORM_MAGIC);
+        out.extend_from_slice(&PLATFORM_VERSION.to_le_bytes());
+        out.extend_from_slice(&(device.len() as u32).to_le_bytes());
+        out.extend_from_slice(&device);
+        out.push(name.len() as u8);
+        out.extend_from_slice(name);
+        out.extend_from_slice(&(backend.len() as u32).to_le_bytes());
+        out.extend_from_slice(&backend);
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        Ok(out)
+    }
+
+    fn wait_done<'a>(
+        &'a self,
+        state: MutexGuard<'a, State>,
+        deadline: Instant,
+        bound: Duration,
+    ) -> Result<MutexGuard<'a, State>, PlatformError> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(PlatformError::Busy(bound));
+        }
+        Ok(self
+            .shared
+            .done
+            .wait_timeout(state, left)
+            .map(|(guard, _)| guard)
+            .unwrap_or_else(|p| p.into_inner().0))
+    }
+
+    /// Builds a platform from [`Platform::save`] bytes. `backend`, a fresh
+    /// one of the same kind, takes the saved TPM state; the device resumes
+    /// exactly where it was. Should the snapshot hold a command still
+    /// executing (a device snapshot taken outside [`Platform::save`]), it is
+    /// delivered to the new backend.
+    pub fn restore(
+        saved: &[u8],
+        mut backend: Box<dyn Backend>,
+        config: PlatformConfig,
+    ) -> Result<Self, PlatformError> {
+        let parts = SavedPlatform::parse(saved)?;
+        if parts.backend != backend.name() {
+            return Err(PlatformError::BackendMismatch {
+                snapshot: parts.backend,
+                backend: backend.name(),
+            });
+        }
+        backend.restore_state(parts.backend_state)?;
+        let mut device = CrbDevice::restore(Self::crb_config(&*backend, &config), parts.device)?;
         device.set_established(backend.established()?);
-        Ok(device)
+        let redeliver = match device.executing_command() {
+            Some(Action::Execute {
+                token,
+                locality,
+                command,
+            }) => Some((token, locality, command.to_vec())),
+            _ => None,
+        };
+        let platform = Self::assemble(device, backend, config)?;
+        if let Some((token, locality, command)) = redeliver {
+            let mut state = platform.shared.lock();
+            state.job_command.extend_from_slice(&command);
+            state.jobs.push_back(Job::Execute { token, locality });
+            run_inline_jobs(&mut state);
+            drop(state);
+            platform.shared.work.notify_all();
+        }
+        Ok(platform)
     }
 
     fn attach(&mut self, backend: Box<dyn Backend>, generation: u64) -> Result<(), PlatformError> {
@@ -275,6 +428,7 @@ fn worker(shared: Arc<Shared>, mut backend: Box<dyn Backend>, generation: u64) {
                     if matches!(job, Job::Execute { .. }) {
                         std::mem::swap(&mut command, &mut state.job_command);
                     }
+                    state.busy = true;
                     break job;
                 }
                 state = shared.work.wait(state).unwrap_or_else(|p| p.into_inner());
@@ -287,7 +441,10 @@ fn worker(shared: Arc<Shared>, mut backend: Box<dyn Backend>, generation: u64) {
         if state.generation != generation {
             return;
         }
+        state.busy = false;
         finish_job(&mut state, job, outcome, &mut response);
+        drop(state);
+        shared.done.notify_all();
     }
 }
 
@@ -296,6 +453,7 @@ enum Outcome {
     Executed(Result<(), BackendError>),
     Established(Result<bool, BackendError>),
     Reset(Result<bool, BackendError>),
+    Saved(Result<Vec<u8>, BackendError>),
 }
 
 fn run_job(
@@ -314,6 +472,7 @@ fn run_job(
                 .and_then(|()| backend.established()),
         ),
         Job::ResetBackend => Outcome::Reset(backend.reset().and_then(|()| backend.established())),
+        Job::SaveState => Outcome::Saved(backend.save_state()),
     }
 }
 
@@ -339,6 +498,7 @@ fn finish_job(state: &mut State, job: Job, outcome: Outcome, response: &mut Vec<
             state.device.set_established(flag)
         }
         (_, Outcome::Established(Err(e)) | Outcome::Reset(Err(e))) => failed(state, e),
+        (_, Outcome::Saved(result)) => state.saved = Some(result),
         (_, Outcome::Executed(_)) => {}
     }
     response.fill(0);
@@ -362,6 +522,56 @@ fn run_inline_jobs(state: &mut State) {
         finish_job(state, job, outcome, &mut inline.response);
     }
     state.inline = Some(inline);
+}
+
+/// How long a backend may take to produce its state for [`Platform::save`].
+const SAVE_STATE_BOUND: Duration = Duration::from_secs(30);
+
+/// The parts of a [`Platform::save`] blob.
+struct SavedPlatform<'a> {
+    device: &'a [u8],
+    backend: String,
+    backend_state: &'a [u8],
+}
+
+impl<'a> SavedPlatform<'a> {
+    fn parse(saved: &'a [u8]) -> Result<Self, PlatformError> {
+        if saved.len() < PLATFORM_MAGIC.len() + 2 + 4 || saved[..8] != PLATFORM_MAGIC {
+            return Err(PlatformError::Format("not a vtpm platform snapshot"));
+        }
+        let (body, crc) = saved.split_at(saved.len() - 4);
+        if crc32fast::hash(body) != u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) {
+            return Err(PlatformError::Format("checksum mismatch"));
+        }
+        let mut rest = &body[8..];
+        let mut take = |n: usize| -> Result<&'a [u8], PlatformError> {
+            if rest.len() < n {
+                return Err(PlatformError::Format("truncated"));
+            }
+            let (head, tail) = rest.split_at(n);
+            rest = tail;
+            Ok(head)
+        };
+        let version = take(2)?;
+        if u16::from_le_bytes([version[0], version[1]]) != PLATFORM_VERSION {
+            return Err(PlatformError::Format("unsupported version"));
+        }
+        let len = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        let n = len(take(4)?);
+        let device = take(n)?;
+        let n = usize::from(take(1)?[0]);
+        let backend = String::from_utf8_lossy(take(n)?).into_owned();
+        let n = len(take(4)?);
+        let backend_state = take(n)?;
+        if !rest.is_empty() {
+            return Err(PlatformError::Format("trailing bytes"));
+        }
+        Ok(Self {
+            device,
+            backend,
+            backend_state,
+        })
+    }
 }
 
 /// MMIO access to the platform's device, as a guest sees it.
