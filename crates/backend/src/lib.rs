@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+pub mod sim;
 pub mod swtpm;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -111,6 +112,9 @@ pub enum BackendError {
     /// The backend timed out.
     #[error("timed out: {0}")]
     Timeout(String),
+    /// The backend's configuration is invalid.
+    #[error("invalid backend configuration: {0}")]
+    Config(String),
     /// The backend's process failed to start or exited unexpectedly.
     #[error("backend process: {0}")]
     Process(String),

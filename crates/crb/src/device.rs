@@ -111,7 +111,11 @@ impl ReadCoverage {
         let mut c = Self::new();
         for (i, w) in words.iter().take(COVERAGE_WORDS).enumerate() {
             let valid = len.saturating_sub(i * 64).min(64);
-            let mask = if valid == 64 { u64::MAX } else { (1u64 << valid) - 1 };
+            let mask = if valid == 64 {
+                u64::MAX
+            } else {
+                (1u64 << valid) - 1
+            };
             c.bits[i] = w & mask;
             c.covered += (w & mask).count_ones() as usize;
         }

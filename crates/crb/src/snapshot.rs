@@ -172,7 +172,10 @@ impl CrbDevice {
         match self.phase {
             Phase::Idle => false,
             Phase::Receiving => true,
-            Phase::Executing { .. } => self.command.len() > self.window.len() || self.window[..self.command.len()] != self.command[..],
+            Phase::Executing { .. } => {
+                self.command.len() > self.window.len()
+                    || self.window[..self.command.len()] != self.command[..]
+            }
             Phase::Responding => {
                 self.piece_offset != 0
                     || self.piece_len != self.response.len()
@@ -205,7 +208,13 @@ impl CrbDevice {
             w.u64(self.ctrl_ext);
             w.u64(self.next_token);
             let s = self.stats;
-            for v in [s.commands_executed, s.commands_refused, s.command_pieces, s.response_pieces, s.fatal_errors] {
+            for v in [
+                s.commands_executed,
+                s.commands_refused,
+                s.command_pieces,
+                s.response_pieces,
+                s.fatal_errors,
+            ] {
                 w.u64(v);
             }
             w.bytes(&self.window[..self.window_dirty]);
@@ -297,12 +306,16 @@ impl CrbDevice {
                         response: section.bytes()?,
                     };
                     if !section.bytes.is_empty() {
-                        return Err(SnapshotError::Corrupt("trailing bytes in the transaction section".into()));
+                        return Err(SnapshotError::Corrupt(
+                            "trailing bytes in the transaction section".into(),
+                        ));
                     }
                     transaction = Some(t);
                 }
                 SECTION_BASE | SECTION_TRANSACTION => {
-                    return Err(SnapshotError::Corrupt(format!("section {tag} appears twice")));
+                    return Err(SnapshotError::Corrupt(format!(
+                        "section {tag} appears twice"
+                    )));
                 }
                 // Sections from newer writers that this reader does not know
                 // are skipped: the base alone describes the registers.
@@ -315,7 +328,11 @@ impl CrbDevice {
         Ok(device)
     }
 
-    fn load_base(&mut self, r: &mut Reader<'_>, transaction: Option<Transaction<'_>>) -> Result<(), SnapshotError> {
+    fn load_base(
+        &mut self,
+        r: &mut Reader<'_>,
+        transaction: Option<Transaction<'_>>,
+    ) -> Result<(), SnapshotError> {
         let window = r.usize()?;
         if window != self.window.len() {
             return Err(SnapshotError::WindowMismatch {
@@ -344,7 +361,8 @@ impl CrbDevice {
         self.pending_requests = pending_requests;
         self.been_seized = been_seized;
         self.established = r.flag()?;
-        self.ctrl_sts = r.u32()? & (crate::spec::CtrlSts::TPM_STS.mask() | crate::spec::CtrlSts::TPM_IDLE.mask());
+        self.ctrl_sts = r.u32()?
+            & (crate::spec::CtrlSts::TPM_STS.mask() | crate::spec::CtrlSts::TPM_IDLE.mask());
         self.cancel = r.u32()? & crate::spec::CtrlCancel::CANCEL.mask();
         self.int_enable = r.u32()? & crate::spec::INT_ENABLE_WRITABLE;
         self.int_sts = r.u32()? & crate::spec::INT_STS_BITS;
@@ -359,7 +377,9 @@ impl CrbDevice {
         };
         let window_bytes = r.bytes()?;
         if window_bytes.len() > self.window.len() {
-            return Err(SnapshotError::Corrupt("window contents exceed the window".into()));
+            return Err(SnapshotError::Corrupt(
+                "window contents exceed the window".into(),
+            ));
         }
         self.window[..window_bytes.len()].copy_from_slice(window_bytes);
         self.window_dirty = window_bytes.len();
@@ -367,13 +387,17 @@ impl CrbDevice {
         match phase {
             PHASE_IDLE => {
                 if transaction.is_some() {
-                    return Err(SnapshotError::Corrupt("idle device with a transaction section".into()));
+                    return Err(SnapshotError::Corrupt(
+                        "idle device with a transaction section".into(),
+                    ));
                 }
             }
             PHASE_RECEIVING => {
                 let t = transaction.ok_or(SnapshotError::MissingTransaction)?;
                 if !t.response.is_empty() {
-                    return Err(SnapshotError::Corrupt("response bytes while receiving".into()));
+                    return Err(SnapshotError::Corrupt(
+                        "response bytes while receiving".into(),
+                    ));
                 }
                 self.require_chunking(source_chunking)?;
                 self.load_command(&t)?;
@@ -388,7 +412,9 @@ impl CrbDevice {
                 match transaction {
                     Some(t) => {
                         if !t.response.is_empty() || t.command.len() != length {
-                            return Err(SnapshotError::Corrupt("executing command does not match its transaction".into()));
+                            return Err(SnapshotError::Corrupt(
+                                "executing command does not match its transaction".into(),
+                            ));
                         }
                         if t.command.len() > self.window.len() {
                             self.require_chunking(source_chunking)?;
@@ -405,7 +431,9 @@ impl CrbDevice {
                     }
                 }
                 if token.0 >= self.next_token {
-                    return Err(SnapshotError::Corrupt("execution token from the future".into()));
+                    return Err(SnapshotError::Corrupt(
+                        "execution token from the future".into(),
+                    ));
                 }
                 self.phase = Phase::Executing {
                     token,
@@ -419,7 +447,9 @@ impl CrbDevice {
                 let piece_len = r.usize()?;
                 let words = usize::from(r.u16()?);
                 if words > COVERAGE_WORDS || words != piece_len.div_ceil(64) {
-                    return Err(SnapshotError::Corrupt("read coverage does not match the piece".into()));
+                    return Err(SnapshotError::Corrupt(
+                        "read coverage does not match the piece".into(),
+                    ));
                 }
                 let mut bits = [0u64; COVERAGE_WORDS];
                 for word in bits.iter_mut().take(words) {
@@ -428,7 +458,9 @@ impl CrbDevice {
                 match transaction {
                     Some(t) => {
                         if !t.command.is_empty() {
-                            return Err(SnapshotError::Corrupt("command bytes while responding".into()));
+                            return Err(SnapshotError::Corrupt(
+                                "command bytes while responding".into(),
+                            ));
                         }
                         self.check_size(t.response.len())?;
                         if t.response.len() > self.window.len() {
@@ -446,9 +478,13 @@ impl CrbDevice {
                 }
                 let piece_end = piece_offset.checked_add(piece_len);
                 let fits = piece_end.is_some_and(|end| end <= self.response.len());
-                let whole_piece = piece_len == (self.response.len() - piece_offset.min(self.response.len())).min(self.window.len());
+                let whole_piece = piece_len
+                    == (self.response.len() - piece_offset.min(self.response.len()))
+                        .min(self.window.len());
                 if !fits || !whole_piece || piece_len == 0 {
-                    return Err(SnapshotError::Corrupt("response piece outside the response".into()));
+                    return Err(SnapshotError::Corrupt(
+                        "response piece outside the response".into(),
+                    ));
                 }
                 self.piece_offset = piece_offset;
                 self.piece_len = piece_len;
@@ -458,24 +494,27 @@ impl CrbDevice {
             other => return Err(SnapshotError::Corrupt(format!("phase {other}"))),
         }
         if !r.bytes.is_empty() {
-            return Err(SnapshotError::Corrupt("trailing bytes in the base section".into()));
+            return Err(SnapshotError::Corrupt(
+                "trailing bytes in the base section".into(),
+            ));
         }
         Ok(())
     }
 
     fn load_command(&mut self, t: &Transaction<'_>) -> Result<(), SnapshotError> {
         if t.command.len() > t.command_total || t.command_total < vtpm_wire::HEADER_SIZE {
-            return Err(SnapshotError::Corrupt("command longer than its header says".into()));
+            return Err(SnapshotError::Corrupt(
+                "command longer than its header says".into(),
+            ));
         }
-        if t.command_oversize != (t.command_total > self.limit) {
-            if !t.command_oversize {
-                return Err(SnapshotError::TransactionTooLarge {
-                    size: t.command_total,
-                    limit: self.limit,
-                });
-            }
-            // The source refused a command this device could take; it is
-            // still refused, as the guest already started it that way.
+        // A command the source already refused as oversize stays refused
+        // even where it would fit: the guest started it that way. One the
+        // source accepted must fit here.
+        if !t.command_oversize && t.command_total > self.limit {
+            return Err(SnapshotError::TransactionTooLarge {
+                size: t.command_total,
+                limit: self.limit,
+            });
         }
         if t.command_oversize && !t.command.is_empty() {
             return Err(SnapshotError::Corrupt("oversize command with bytes".into()));
@@ -489,7 +528,10 @@ impl CrbDevice {
 
     fn check_size(&self, size: usize) -> Result<(), SnapshotError> {
         if size > self.limit {
-            return Err(SnapshotError::TransactionTooLarge { size, limit: self.limit });
+            return Err(SnapshotError::TransactionTooLarge {
+                size,
+                limit: self.limit,
+            });
         }
         Ok(())
     }
@@ -499,7 +541,9 @@ impl CrbDevice {
             return Err(SnapshotError::ChunkingDisabled);
         }
         if !source_chunking {
-            return Err(SnapshotError::Corrupt("chunked transaction from a device without chunking".into()));
+            return Err(SnapshotError::Corrupt(
+                "chunked transaction from a device without chunking".into(),
+            ));
         }
         Ok(())
     }

@@ -38,5 +38,9 @@ fn sources_use_no_io_threads_or_clocks() {
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect();
-    assert_eq!(names, ["vtpm-wire", "thiserror", "crc32fast"], "runtime dependencies");
+    assert_eq!(
+        names,
+        ["vtpm-wire", "thiserror", "crc32fast"],
+        "runtime dependencies"
+    );
 }

@@ -52,7 +52,11 @@ impl<F: FnMut(&[u8]) -> Vec<u8>> Mmio for MigratingBus<F> {
             self.migrate();
             // The restored device must offer the same command for re-delivery.
             match self.device.executing_command() {
-                Some(Action::Execute { token: t, command: c, .. }) => {
+                Some(Action::Execute {
+                    token: t,
+                    command: c,
+                    ..
+                }) => {
                     assert_eq!(t, token);
                     assert_eq!(c, &command[..]);
                 }
@@ -64,7 +68,12 @@ impl<F: FnMut(&[u8]) -> Vec<u8>> Mmio for MigratingBus<F> {
     }
 }
 
-fn migrating_case(cmd_size: usize, rsp_size: usize, window: usize, retry: Option<usize>) -> Result<(), TestCaseError> {
+fn migrating_case(
+    cmd_size: usize,
+    rsp_size: usize,
+    window: usize,
+    retry: Option<usize>,
+) -> Result<(), TestCaseError> {
     let config = CrbConfig {
         window_size: window,
         backend_buffer: 16384,
@@ -77,9 +86,14 @@ fn migrating_case(cmd_size: usize, rsp_size: usize, window: usize, retry: Option
         retry_response_after: retry,
     };
     // The uninterrupted run.
-    let mut plain = CrbDriver::new(InlineBus::new(config.clone(), |_, _: &[u8]| Ok(rsp.clone())));
+    let mut plain = CrbDriver::new(InlineBus::new(
+        config.clone(),
+        |_, _: &[u8]| Ok(rsp.clone()),
+    ));
     let mut expected = Vec::new();
-    let plain_transfer = plain.transmit_with(0, &cmd, &mut expected, options).unwrap();
+    let plain_transfer = plain
+        .transmit_with(0, &cmd, &mut expected, options)
+        .unwrap();
     // The same with a migration after every access.
     let mut seen = Vec::new();
     let bus = MigratingBus {
@@ -100,7 +114,11 @@ fn migrating_case(cmd_size: usize, rsp_size: usize, window: usize, retry: Option
     prop_assert_eq!(&got, &rsp);
     prop_assert_eq!(transfer, plain_transfer);
     prop_assert!(driver.mmio().migrations > 10);
-    prop_assert!(driver.mmio().largest_idle_snapshot < 200, "idle snapshot {} bytes", driver.mmio().largest_idle_snapshot);
+    prop_assert!(
+        driver.mmio().largest_idle_snapshot < 200,
+        "idle snapshot {} bytes",
+        driver.mmio().largest_idle_snapshot
+    );
     drop(driver);
     prop_assert_eq!(&seen, &cmd);
     Ok(())
@@ -122,7 +140,13 @@ proptest! {
 
 #[test]
 fn migration_edges() {
-    for (c, r, w) in [(10, 10, 64), (3968, 3968, 3968), (8192, 8192, 3968), (100, 5000, 64), (5000, 100, 256)] {
+    for (c, r, w) in [
+        (10, 10, 64),
+        (3968, 3968, 3968),
+        (8192, 8192, 3968),
+        (100, 5000, 64),
+        (5000, 100, 256),
+    ] {
         migrating_case(c, r, w, None).unwrap();
         migrating_case(c, r, w, Some(1)).unwrap();
     }
@@ -192,8 +216,15 @@ fn idle_snapshot_holds_no_transaction_bytes() {
     }
     window_read(&mut d, 0, 700 - 512);
     let idle = d.snapshot();
-    println!("snapshot sizes: idle {} bytes, mid-response {} bytes", idle.len(), busy.len());
-    assert!(busy.len() > 700, "mid-response snapshot carries the response");
+    println!(
+        "snapshot sizes: idle {} bytes, mid-response {} bytes",
+        idle.len(),
+        busy.len()
+    );
+    assert!(
+        busy.len() > 700,
+        "mid-response snapshot carries the response"
+    );
     assert!(idle.len() < 120, "idle snapshot is {} bytes", idle.len());
     assert!(!idle.windows(16).any(|w| rsp.windows(16).any(|r| r == w)));
 }
@@ -210,34 +241,67 @@ fn bad_snapshots_get_typed_errors() {
 
     let mut bad_magic = good.clone();
     bad_magic[0] ^= 1;
-    assert_eq!(CrbDevice::restore(config.clone(), &bad_magic).unwrap_err(), SnapshotError::BadMagic);
+    assert_eq!(
+        CrbDevice::restore(config.clone(), &bad_magic).unwrap_err(),
+        SnapshotError::BadMagic
+    );
 
     let mut flipped = good.clone();
     flipped[40] ^= 0x10;
-    assert!(matches!(CrbDevice::restore(config.clone(), &flipped), Err(SnapshotError::Checksum { .. })));
+    assert!(matches!(
+        CrbDevice::restore(config.clone(), &flipped),
+        Err(SnapshotError::Checksum { .. })
+    ));
 
-    assert!(matches!(CrbDevice::restore(config.clone(), &good[..good.len() - 1]), Err(SnapshotError::Checksum { .. })));
-    assert_eq!(CrbDevice::restore(config.clone(), &good[..5]).unwrap_err(), SnapshotError::Truncated("header"));
+    assert!(matches!(
+        CrbDevice::restore(config.clone(), &good[..good.len() - 1]),
+        Err(SnapshotError::Checksum { .. })
+    ));
+    assert_eq!(
+        CrbDevice::restore(config.clone(), &good[..5]).unwrap_err(),
+        SnapshotError::Truncated("header")
+    );
 
     let mut newer = good.clone();
     newer[8] = 9;
     reseal(&mut newer);
-    assert_eq!(CrbDevice::restore(config.clone(), &newer).unwrap_err(), SnapshotError::UnsupportedVersion(9));
+    assert_eq!(
+        CrbDevice::restore(config.clone(), &newer).unwrap_err(),
+        SnapshotError::UnsupportedVersion(9)
+    );
 
-    let wider = CrbConfig { window_size: 512, ..config.clone() };
+    let wider = CrbConfig {
+        window_size: 512,
+        ..config.clone()
+    };
     assert_eq!(
         CrbDevice::restore(wider, &good).unwrap_err(),
-        SnapshotError::WindowMismatch { snapshot: 256, device: 512 }
+        SnapshotError::WindowMismatch {
+            snapshot: 256,
+            device: 512
+        }
     );
-    let fewer = CrbConfig { localities: 1, ..config.clone() };
+    let fewer = CrbConfig {
+        localities: 1,
+        ..config.clone()
+    };
     assert_eq!(
         CrbDevice::restore(fewer, &good).unwrap_err(),
-        SnapshotError::LocalityMismatch { locality: 4, device: 1 }
+        SnapshotError::LocalityMismatch {
+            locality: 4,
+            device: 1
+        }
     );
-    let smaller = CrbConfig { backend_buffer: 512, ..config.clone() };
+    let smaller = CrbConfig {
+        backend_buffer: 512,
+        ..config.clone()
+    };
     assert_eq!(
         CrbDevice::restore(smaller, &good).unwrap_err(),
-        SnapshotError::TransactionTooLarge { size: 600, limit: 512 }
+        SnapshotError::TransactionTooLarge {
+            size: 600,
+            limit: 512
+        }
     );
 }
 
@@ -252,7 +316,10 @@ fn unknown_sections_are_skipped() {
     snap.extend_from_slice(&3u32.to_le_bytes());
     snap.extend_from_slice(&[1, 2, 3]);
     reseal_unsealed(&mut snap);
-    assert_eq!(CrbDevice::restore(config, &snap).unwrap().active_locality(), Some(3));
+    assert_eq!(
+        CrbDevice::restore(config, &snap).unwrap().active_locality(),
+        Some(3)
+    );
 }
 
 /// Recomputes the trailing CRC-32 of an edited snapshot.
@@ -272,7 +339,11 @@ fn crc32(bytes: &[u8]) -> u32 {
     for &b in bytes {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc

@@ -11,6 +11,7 @@ pub mod cc;
 pub mod commands;
 pub mod consts;
 pub mod header;
+pub mod pqc;
 pub mod rc;
 pub mod read;
 
@@ -61,3 +62,8 @@ pub enum WireError {
     #[error("TPM answered {0}")]
     Tpm(ResponseCode),
 }
+
+/// The README's examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -1,0 +1,117 @@
+//! The embedded software TPM ([`vtpm_sim`]) as a backend.
+//!
+//! The simulator runs in the worker's thread and executes each command
+//! synchronously, to completion, inside [`Backend::execute`]. There is
+//! therefore nothing to cancel: [`Backend::canceller`] returns `None`, and a
+//! device's cancel request simply finds the command already answered.
+//!
+//! ```
+//! use vtpm_backend::sim::SimBackend;
+//! use vtpm_backend::Backend;
+//! use vtpm_sim::SimConfig;
+//! use vtpm_wire::commands::startup;
+//!
+//! let mut backend = SimBackend::new(SimConfig::default())?;
+//! let mut response = Vec::new();
+//! backend.execute(0, &startup(0), &mut response)?;
+//! assert_eq!(response, [0x80, 0x01, 0, 0, 0, 0x0A, 0, 0, 0, 0]);
+//! assert_eq!(backend.buffer_size(), 8192);
+//! assert!(backend.canceller().is_none());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::sync::Arc;
+
+use vtpm_sim::Sim;
+pub use vtpm_sim::{ConfigError, SimConfig};
+
+use crate::{Backend, BackendError, Cancel};
+
+/// A [`Backend`] backed by an in-process [`Sim`].
+#[derive(Debug)]
+pub struct SimBackend {
+    sim: Sim,
+}
+
+impl SimBackend {
+    /// A backend around a freshly manufactured simulator.
+    pub fn new(config: SimConfig) -> Result<Self, ConfigError> {
+        Ok(Self {
+            sim: Sim::new(config)?,
+        })
+    }
+
+    /// A backend around an existing simulator.
+    pub fn from_sim(sim: Sim) -> Self {
+        Self { sim }
+    }
+
+    /// The simulator, for platform events outside the command stream
+    /// (such as [`Sim::dynamic_launch`]).
+    pub fn sim_mut(&mut self) -> &mut Sim {
+        &mut self.sim
+    }
+
+    /// The simulator.
+    pub fn sim(&self) -> &Sim {
+        &self.sim
+    }
+}
+
+impl Backend for SimBackend {
+    fn name(&self) -> &'static str {
+        "sim"
+    }
+
+    fn buffer_size(&self) -> usize {
+        self.sim.buffer_size()
+    }
+
+    fn execute(
+        &mut self,
+        locality: u8,
+        command: &[u8],
+        response: &mut Vec<u8>,
+    ) -> Result<(), BackendError> {
+        let max = self.sim.buffer_size();
+        if command.len() > max {
+            return Err(BackendError::CommandTooLarge {
+                size: command.len(),
+                max,
+            });
+        }
+        self.sim.execute(locality, command, response);
+        Ok(())
+    }
+
+    /// Always `None`: commands run synchronously and are complete before a
+    /// cancel could arrive.
+    fn canceller(&self) -> Option<Arc<dyn Cancel>> {
+        None
+    }
+
+    fn established(&mut self) -> Result<bool, BackendError> {
+        Ok(self.sim.established())
+    }
+
+    fn reset_established(&mut self, locality: u8) -> Result<(), BackendError> {
+        self.sim.reset_established(locality).map_err(|_| {
+            BackendError::Unsupported("resetting tpmEstablished from a locality other than 3 or 4")
+        })
+    }
+
+    fn reset(&mut self) -> Result<(), BackendError> {
+        self.sim.reset();
+        Ok(())
+    }
+
+    fn save_state(&mut self) -> Result<Vec<u8>, BackendError> {
+        Ok(self.sim.save_state())
+    }
+
+    fn restore_state(&mut self, state: &[u8]) -> Result<(), BackendError> {
+        self.sim
+            .restore_state(state)
+            .map_err(|e| BackendError::State(e.to_string()))
+    }
+}

@@ -1,0 +1,506 @@
+//! `vtpm exercise`: a standard workload through guest driver → CRB →
+//! backend, checking every answer.
+
+use std::time::Instant;
+
+use sha2::{Digest, Sha256, Sha512};
+use vtpm_guest::{CrbDriver, Mmio, TransmitOptions};
+use vtpm_wire::commands::{self, Response};
+use vtpm_wire::consts::*;
+use vtpm_wire::pqc::{self, MlDsaParameterSet, MlKemParameterSet, PublicArea};
+use vtpm_wire::{cc, ResponseCode};
+
+use crate::report::{rc_string, StepReport};
+
+/// The PCR the workload extends: the debug PCR, which every locality may
+/// extend and reset under the PC Client profile.
+pub const WORKLOAD_PCR: u8 = 16;
+
+/// Runs steps through a driver and records what moved.
+pub struct Runner<'a, M: Mmio> {
+    driver: &'a mut CrbDriver<M>,
+    locality: u8,
+    response: Vec<u8>,
+    /// Every step so far.
+    pub steps: Vec<StepReport>,
+    /// Called after each step (for live output).
+    pub on_step: Box<dyn FnMut(&StepReport) + 'a>,
+}
+
+/// The answer a step's check sees.
+pub struct Answer<'r> {
+    /// The whole response.
+    pub bytes: &'r [u8],
+    /// Its response code.
+    pub rc: ResponseCode,
+}
+
+impl<'a, M: Mmio> Runner<'a, M> {
+    /// A runner on `driver` at `locality`.
+    pub fn new(driver: &'a mut CrbDriver<M>, locality: u8) -> Self {
+        Self {
+            driver,
+            locality,
+            response: Vec::new(),
+            steps: Vec::new(),
+            on_step: Box::new(|_| {}),
+        }
+    }
+
+    /// Sends `command`; `check` judges the answer and returns a detail for
+    /// the report (or the reason it failed) and a value for later steps.
+    pub fn step<T>(
+        &mut self,
+        name: &str,
+        command: &[u8],
+        check: impl FnOnce(&Answer<'_>) -> Result<(String, T), String>,
+    ) -> Option<T> {
+        let code = vtpm_wire::Header::parse(command)
+            .map(|h| h.code)
+            .unwrap_or(0);
+        let started = Instant::now();
+        let result = self.driver.transmit_with(
+            self.locality,
+            command,
+            &mut self.response,
+            TransmitOptions {
+                max_response: 1 << 20,
+                retry_response_after: None,
+            },
+        );
+        let micros = started.elapsed().as_micros() as u64;
+        let moved = self.driver.last_transfer();
+        let mut report = StepReport {
+            step: name.to_string(),
+            command: cc::name(code),
+            request_bytes: command.len(),
+            response_bytes: moved.response_bytes,
+            chunks_sent: moved.chunks_sent,
+            chunks_received: moved.chunks_received,
+            rc: None,
+            ok: false,
+            micros,
+            detail: String::new(),
+        };
+        let mut value = None;
+        match result {
+            Err(e) => report.detail = format!("transport: {e}"),
+            Ok(_) => {
+                let rc = ResponseCode(
+                    vtpm_wire::Header::parse(&self.response)
+                        .map(|h| h.code)
+                        .unwrap_or(u32::MAX),
+                );
+                report.rc = Some(rc_string(rc.0));
+                match check(&Answer {
+                    bytes: &self.response,
+                    rc,
+                }) {
+                    Ok((detail, v)) => {
+                        report.ok = true;
+                        report.detail = detail;
+                        value = Some(v);
+                    }
+                    Err(why) => report.detail = why,
+                }
+            }
+        }
+        (self.on_step)(&report);
+        self.steps.push(report);
+        value
+    }
+}
+
+/// Fails unless the answer is TPM_RC_SUCCESS.
+pub fn success(a: &Answer<'_>) -> Result<(), String> {
+    if a.rc.is_success() {
+        Ok(())
+    } else {
+        Err(format!("TPM answered {}", a.rc))
+    }
+}
+
+/// What the classic steps learnt that later steps need.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Learnt {
+    /// TPM_PT_MAX_COMMAND_SIZE.
+    pub max_command: Option<u32>,
+    /// TPM_PT_MAX_RESPONSE_SIZE.
+    pub max_response: Option<u32>,
+}
+
+/// The classic steps every TPM 2.0 answers: Startup, GetRandom,
+/// PCR_Extend/PCR_Read checked against SHA-256 on the host, the buffer
+/// properties, the fixed properties (a multi-piece response on small
+/// windows), and `full_frame`.
+pub fn classic_steps<M: Mmio>(r: &mut Runner<'_, M>, backend_buffer: usize) -> Learnt {
+    r.step("startup", &commands::startup(TPM_SU_CLEAR), |a| {
+        if a.rc.is_success() {
+            Ok(("started".into(), ()))
+        } else if a.rc == ResponseCode::INITIALIZE {
+            Ok(("already started (TPM_RC_INITIALIZE)".into(), ()))
+        } else {
+            Err(format!("TPM answered {}", a.rc))
+        }
+    });
+    r.step("get_random", &commands::get_random(32), |a| {
+        let bytes = commands::parse_get_random(a.bytes).map_err(|e| e.to_string())?;
+        if bytes.len() == 32 {
+            Ok(("32 random bytes".into(), ()))
+        } else {
+            Err(format!("{} bytes instead of 32", bytes.len()))
+        }
+    });
+    let read_pcr = |a: &Answer<'_>| -> Result<(String, Vec<u8>), String> {
+        let out = commands::parse_pcr_read(a.bytes).map_err(|e| e.to_string())?;
+        match out.digests.as_slice() {
+            [d] if d.len() == 32 => {
+                Ok((format!("PCR {WORKLOAD_PCR} = {}", hex(&d[..8])), d.clone()))
+            }
+            other => Err(format!("expected one SHA-256 digest, got {}", other.len())),
+        }
+    };
+    let before = r.step(
+        "pcr_read_before",
+        &commands::pcr_read(TPM_ALG_SHA256, &[WORKLOAD_PCR]),
+        read_pcr,
+    );
+    let event: [u8; 32] = Sha256::digest(b"vtpm exercise").into();
+    r.step(
+        "pcr_extend",
+        &commands::pcr_extend_sha256(u32::from(WORKLOAD_PCR), &event),
+        |a| {
+            success(a).map(|()| {
+                (
+                    format!("PCR {WORKLOAD_PCR} += sha256(\"vtpm exercise\")"),
+                    (),
+                )
+            })
+        },
+    );
+    r.step(
+        "pcr_read",
+        &commands::pcr_read(TPM_ALG_SHA256, &[WORKLOAD_PCR]),
+        |a| {
+            let (_, after) = read_pcr(a)?;
+            let before = before.as_ref().ok_or("no value from pcr_read_before")?;
+            let mut h = Sha256::new();
+            h.update(before);
+            h.update(event);
+            let expected: [u8; 32] = h.finalize().into();
+            if after == expected {
+                Ok(("matches SHA-256 computed on the host".into(), ()))
+            } else {
+                Err(format!(
+                    "PCR {} but host computed {}",
+                    hex(&after),
+                    hex(&expected)
+                ))
+            }
+        },
+    );
+    let mut learnt = Learnt::default();
+    if let Some((cmd, rsp)) = r.step(
+        "buffer_properties",
+        &commands::get_capability(TPM_CAP_TPM_PROPERTIES, TPM_PT_MAX_COMMAND_SIZE, 2),
+        |a| {
+            let props = commands::parse_tpm_properties(a.bytes).map_err(|e| e.to_string())?;
+            let get = |p| props.iter().find(|(k, _)| *k == p).map(|(_, v)| *v);
+            let (cmd, rsp) = (get(TPM_PT_MAX_COMMAND_SIZE), get(TPM_PT_MAX_RESPONSE_SIZE));
+            match (cmd, rsp) {
+                (Some(c), Some(s)) if c as usize == backend_buffer && s as usize == backend_buffer => {
+                    Ok((format!("MAX_COMMAND_SIZE {c}, MAX_RESPONSE_SIZE {s}"), (c, s)))
+                }
+                (Some(c), Some(s)) => Err(format!(
+                    "MAX_COMMAND_SIZE {c}, MAX_RESPONSE_SIZE {s}, but the backend buffer is {backend_buffer}"
+                )),
+                _ => Err("properties missing from the answer".into()),
+            }
+        },
+    ) {
+        learnt.max_command = Some(cmd);
+        learnt.max_response = Some(rsp);
+    }
+    r.step(
+        "fixed_properties",
+        &commands::get_capability(TPM_CAP_TPM_PROPERTIES, TPM_PT_FAMILY_INDICATOR, 64),
+        |a| {
+            let props = commands::parse_tpm_properties(a.bytes).map_err(|e| e.to_string())?;
+            let family = props
+                .iter()
+                .find(|(k, _)| *k == TPM_PT_FAMILY_INDICATOR)
+                .map(|(_, v)| *v);
+            if family == Some(u32::from_be_bytes(*b"2.0\0")) {
+                Ok((format!("{} properties, family \"2.0\"", props.len()), ()))
+            } else {
+                Err(format!("family indicator {family:?}"))
+            }
+        },
+    );
+    r.step(
+        "full_frame",
+        &commands::padded_get_random(backend_buffer),
+        |a| {
+            if a.rc == ResponseCode::SIZE {
+                Ok((
+                    format!("all {backend_buffer} bytes arrived (trailing bytes: TPM_RC_SIZE)"),
+                    (),
+                ))
+            } else {
+                Err(format!("expected TPM_RC_SIZE, TPM answered {}", a.rc))
+            }
+        },
+    );
+    learnt
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Starts the TPM (tolerating an earlier Startup) and reads its fixed
+/// properties, for `vtpm probe`.
+pub fn properties<M: Mmio>(r: &mut Runner<'_, M>) -> Vec<(u32, u32)> {
+    r.step("startup", &commands::startup(TPM_SU_CLEAR), |a| {
+        if a.rc.is_success() || a.rc == ResponseCode::INITIALIZE {
+            Ok((String::new(), ()))
+        } else {
+            Err(format!("TPM answered {}", a.rc))
+        }
+    });
+    r.step(
+        "fixed_properties",
+        &commands::get_capability(TPM_CAP_TPM_PROPERTIES, TPM_PT_FAMILY_INDICATOR, 64),
+        |a| {
+            commands::parse_tpm_properties(a.bytes)
+                .map(|p| (String::new(), p))
+                .map_err(|e| e.to_string())
+        },
+    )
+    .unwrap_or_default()
+}
+
+/// The algorithms a TPM lists in GetCapability(TPM_CAP_ALGS).
+fn parse_algorithms(bytes: &[u8]) -> Result<Vec<u16>, String> {
+    let body = Response::parse(bytes)
+        .and_then(|r| r.success_body())
+        .map_err(|e| e.to_string())?;
+    let mut r = vtpm_wire::Reader::new(body);
+    let read = |r: &mut vtpm_wire::Reader<'_>| -> Result<Vec<u16>, vtpm_wire::WireError> {
+        let _more = r.u8()?;
+        let _cap = r.u32()?;
+        let count = r.u32()?;
+        let mut algs = Vec::new();
+        for _ in 0..count.min(512) {
+            algs.push(r.u16()?);
+            let _attributes = r.u32()?;
+        }
+        r.finish()?;
+        Ok(algs)
+    };
+    read(&mut r).map_err(|e| e.to_string())
+}
+
+fn set_name(set: MlDsaParameterSet) -> &'static str {
+    match set {
+        MlDsaParameterSet::MlDsa44 => "mldsa44",
+        MlDsaParameterSet::MlDsa65 => "mldsa65",
+        MlDsaParameterSet::MlDsa87 => "mldsa87",
+    }
+}
+
+/// Creates a primary key from `template` in the owner hierarchy; returns
+/// its handle and public key.
+fn create_primary<M: Mmio>(
+    r: &mut Runner<'_, M>,
+    name: &str,
+    template: &PublicArea,
+    key_size: usize,
+) -> Option<(u32, Vec<u8>)> {
+    r.step(
+        name,
+        &pqc::create_primary(TPM_RH_OWNER, b"", template, b""),
+        |a| {
+            success(a)?;
+            let key = pqc::parse_create_primary(a.bytes).map_err(|e| e.to_string())?;
+            let pk = key.public.public_key().to_vec();
+            if pk.len() != key_size {
+                return Err(format!(
+                    "public key of {} bytes, expected {key_size}",
+                    pk.len()
+                ));
+            }
+            Ok((
+                format!("handle {:#010x}, {}-byte public key", key.handle, pk.len()),
+                (key.handle, pk),
+            ))
+        },
+    )
+}
+
+fn flush<M: Mmio>(r: &mut Runner<'_, M>, name: &str, handle: u32) {
+    r.step(name, &pqc::flush_context(handle), |a| {
+        success(a).map(|()| (format!("flushed {handle:#010x}"), ()))
+    });
+}
+
+/// The post-quantum steps, run when the TPM lists ML-DSA and ML-KEM:
+/// for ML-DSA-87, -44 and -65 a key, a signature (over 4096 bytes of
+/// response for ML-DSA-87) and its verification (a command over 4096
+/// bytes), a hash-ML-DSA-87 SignDigest/VerifyDigestSignature, and an
+/// ML-KEM-1024 encapsulation whose secret the TPM decapsulates again.
+pub fn pqc_steps<M: Mmio>(r: &mut Runner<'_, M>) {
+    let algorithms = r.step(
+        "algorithms",
+        &commands::get_capability(TPM_CAP_ALGS, 0, 128),
+        |a| {
+            let algs = parse_algorithms(a.bytes)?;
+            let pqc = algs.contains(&TPM_ALG_MLDSA) && algs.contains(&TPM_ALG_MLKEM);
+            Ok((
+                format!(
+                    "{} algorithms{}",
+                    algs.len(),
+                    if pqc {
+                        ", ML-DSA and ML-KEM among them"
+                    } else {
+                        "; no ML-DSA/ML-KEM: post-quantum steps skipped"
+                    }
+                ),
+                pqc,
+            ))
+        },
+    );
+    if algorithms != Some(true) {
+        return;
+    }
+    let message: [u8; 32] = Sha256::digest(b"vtpm exercise: a post-quantum signature").into();
+    for set in [
+        MlDsaParameterSet::MlDsa87,
+        MlDsaParameterSet::MlDsa44,
+        MlDsaParameterSet::MlDsa65,
+    ] {
+        let n = set_name(set);
+        let Some((handle, _pk)) = create_primary(
+            r,
+            &format!("{n}_create_primary"),
+            &PublicArea::mldsa(set),
+            set.public_key_size(),
+        ) else {
+            continue;
+        };
+        let signature = r.step(
+            &format!("{n}_sign"),
+            &pqc::sign(handle, b"", &message),
+            |a| {
+                success(a)?;
+                let sig = pqc::parse_sign(a.bytes).map_err(|e| e.to_string())?;
+                if sig.bytes().len() != set.signature_size() {
+                    return Err(format!(
+                        "{}-byte signature, expected {}",
+                        sig.bytes().len(),
+                        set.signature_size()
+                    ));
+                }
+                Ok((format!("{}-byte signature", sig.bytes().len()), sig))
+            },
+        );
+        if let Some(sig) = signature {
+            r.step(
+                &format!("{n}_verify"),
+                &pqc::verify_signature(handle, &message, &sig),
+                |a| {
+                    success(a)?;
+                    let ticket = pqc::parse_verify(a.bytes).map_err(|e| e.to_string())?;
+                    Ok((format!("verified (ticket tag {:#06x})", ticket.tag), ()))
+                },
+            );
+            let mut forged = sig.bytes().to_vec();
+            forged[0] ^= 1;
+            r.step(
+                &format!("{n}_verify_forged"),
+                &pqc::verify_signature(handle, &message, &pqc::Signature::MlDsa(forged)),
+                |a| {
+                    if a.rc.base() == ResponseCode::SIGNATURE {
+                        Ok((format!("a flipped bit is refused: {}", a.rc), ()))
+                    } else {
+                        Err(format!("a forged signature was answered {}", a.rc))
+                    }
+                },
+            );
+        }
+        flush(r, &format!("{n}_flush"), handle);
+    }
+    let digest: [u8; 64] = Sha512::digest(b"vtpm exercise: a pre-hashed message").into();
+    let template = PublicArea::hash_mldsa(MlDsaParameterSet::MlDsa87, TPM_ALG_SHA512);
+    if let Some((handle, _)) = create_primary(
+        r,
+        "hash_mldsa87_create_primary",
+        &template,
+        MlDsaParameterSet::MlDsa87.public_key_size(),
+    ) {
+        let signature = r.step(
+            "hash_mldsa87_sign_digest",
+            &pqc::sign_digest(handle, b"", b"vtpm", &digest),
+            |a| {
+                success(a)?;
+                let sig = pqc::parse_sign(a.bytes).map_err(|e| e.to_string())?;
+                Ok((
+                    format!("{}-byte signature over SHA-512", sig.bytes().len()),
+                    sig,
+                ))
+            },
+        );
+        if let Some(sig) = signature {
+            r.step(
+                "hash_mldsa87_verify_digest",
+                &pqc::verify_digest_signature(handle, b"vtpm", &digest, &sig),
+                |a| {
+                    success(a)?;
+                    let ticket = pqc::parse_verify(a.bytes).map_err(|e| e.to_string())?;
+                    Ok((format!("verified (ticket tag {:#06x})", ticket.tag), ()))
+                },
+            );
+        }
+        flush(r, "hash_mldsa87_flush", handle);
+    }
+    let kem = MlKemParameterSet::MlKem1024;
+    if let Some((handle, _)) = create_primary(
+        r,
+        "mlkem1024_create_primary",
+        &PublicArea::mlkem(kem),
+        kem.public_key_size(),
+    ) {
+        let encapsulated = r.step("mlkem1024_encapsulate", &pqc::encapsulate(handle), |a| {
+            success(a)?;
+            let e = pqc::parse_encapsulate(a.bytes).map_err(|e| e.to_string())?;
+            if e.ciphertext.len() != kem.ciphertext_size() || e.shared_secret.len() != 32 {
+                return Err(format!(
+                    "{}-byte ciphertext, {}-byte secret",
+                    e.ciphertext.len(),
+                    e.shared_secret.len()
+                ));
+            }
+            Ok((
+                format!("{}-byte ciphertext, 32-byte secret", e.ciphertext.len()),
+                e,
+            ))
+        });
+        if let Some(e) = encapsulated {
+            r.step(
+                "mlkem1024_decapsulate",
+                &pqc::decapsulate(handle, b"", &e.ciphertext),
+                |a| {
+                    success(a)?;
+                    let secret = pqc::parse_decapsulate(a.bytes).map_err(|e| e.to_string())?;
+                    if secret == e.shared_secret {
+                        Ok(("shared secrets equal".into(), ()))
+                    } else {
+                        Err("the decapsulated secret differs from the encapsulated one".into())
+                    }
+                },
+            );
+        }
+        flush(r, "mlkem1024_flush", handle);
+    }
+}

@@ -1,0 +1,349 @@
+//! Sign, SignDigest, VerifySignature and VerifyDigestSignature with ML-DSA
+//! and HashML-DSA keys.
+//!
+//! How each command forms the ML-DSA message representative μ:
+//!
+//! | command | ML-DSA key | HashML-DSA key |
+//! |---|---|---|
+//! | Sign / VerifySignature | pure ML-DSA of `digest` as the message, empty context | `digest` is PH(M), empty context |
+//! | SignDigest / VerifyDigestSignature | `digest` is μ itself (needs allowExternalMu; context must be empty) | `digest` is PH(M) with `context` |
+
+use vtpm_wire::consts::{TPM_ALG_HASH_MLDSA, TPM_ALG_MLDSA, TPM_ALG_NULL, TPM_RH_NULL};
+use vtpm_wire::pqc::{
+    TPMA_OBJECT_RESTRICTED, TPMA_OBJECT_SIGN, TPM_ALG_SHAKE256, TPM_RC_EXT_MU,
+    TPM_ST_DIGEST_VERIFIED, TPM_ST_VERIFIED,
+};
+use vtpm_wire::ResponseCode;
+
+use super::{read_hashcheck, HashCheck};
+use crate::crypto::HashAlg;
+use crate::dispatch::{object, Command, Reply};
+use crate::object::{Kind, Object, Secret, MAX_DIGEST};
+use crate::pq::{mldsa_mu, MlDsaMessage, MlDsaSet, MLDSA_MAX_CONTEXT, MLDSA_MU_SIZE};
+use crate::rc::{self, AtNumber, TpmResult};
+use crate::unmarshal::{In, Out};
+use crate::Sim;
+
+/// Largest ML-DSA signature (ML-DSA-87): the bound of TPM2B_SIGNATURE_MLDSA.
+const MAX_MLDSA_SIGNATURE: usize = 4627;
+
+/// The signing scheme a TPMT_SIG_SCHEME asks for.
+enum Scheme {
+    /// TPM_ALG_NULL: the key's own scheme.
+    KeyDefault,
+    /// TPM_ALG_MLDSA (its scheme details are empty).
+    MlDsa,
+    /// TPM_ALG_HASH_MLDSA with its hash.
+    HashMlDsa(u16),
+}
+
+fn read_scheme(r: &mut In<'_>) -> TpmResult<Scheme> {
+    match r.u16()? {
+        TPM_ALG_NULL => Ok(Scheme::KeyDefault),
+        TPM_ALG_MLDSA => Ok(Scheme::MlDsa),
+        TPM_ALG_HASH_MLDSA => Ok(Scheme::HashMlDsa(r.u16()?)),
+        // RSA, ECC and HMAC schemes cannot apply to any key here.
+        _ => Err(ResponseCode::SCHEME),
+    }
+}
+
+/// A TPMT_SIGNATURE: its algorithm, pre-hash (HashML-DSA) and bytes.
+struct SignatureIn<'a> {
+    algorithm: u16,
+    hash: Option<HashAlg>,
+    bytes: &'a [u8],
+}
+
+fn read_signature<'a>(r: &mut In<'a>) -> TpmResult<SignatureIn<'a>> {
+    let algorithm = r.u16()?;
+    let hash = match algorithm {
+        TPM_ALG_MLDSA => None,
+        TPM_ALG_HASH_MLDSA => Some(HashAlg::from_alg(r.u16()?).ok_or(ResponseCode::HASH)?),
+        _ => return Err(ResponseCode::SCHEME),
+    };
+    let bytes = r.tpm2b(MAX_MLDSA_SIGNATURE)?;
+    Ok(SignatureIn {
+        algorithm,
+        hash,
+        bytes,
+    })
+}
+
+/// A loaded ML-DSA or HashML-DSA key able to sign: TPM_RC_KEY for handle 1
+/// otherwise.
+fn signing_key(sim: &Sim, handle: u32) -> TpmResult<(&Object, MlDsaSet, [u8; 32])> {
+    let object = object(sim, handle).ok_or(ResponseCode::HANDLE.with_handle(1))?;
+    let set = object.public.kind.mldsa_set();
+    match (set, &object.sensitive) {
+        (Some(set), Some(s)) if object.public.has(TPMA_OBJECT_SIGN) => match s.secret {
+            Secret::MlDsa(xi) => Ok((object, set, xi)),
+            _ => Err(ResponseCode::KEY.with_handle(1)),
+        },
+        _ => Err(ResponseCode::KEY.with_handle(1)),
+    }
+}
+
+/// A loaded key able to verify: a non-signing key is TPM_RC_ATTRIBUTES for
+/// handle 1.
+fn verifying_key(sim: &Sim, handle: u32) -> TpmResult<(&Object, MlDsaSet)> {
+    let object = object(sim, handle).ok_or(ResponseCode::HANDLE.with_handle(1))?;
+    match object.public.kind.mldsa_set() {
+        Some(set) if object.public.has(TPMA_OBJECT_SIGN) => Ok((object, set)),
+        _ => Err(ResponseCode::ATTRIBUTES.with_handle(1)),
+    }
+}
+
+/// A restricted key signs only digests the TPM itself produced.
+fn check_restriction(
+    sim: &Sim,
+    key: &Object,
+    ticket: &HashCheck<'_>,
+    digest: &[u8],
+    ticket_param: u8,
+) -> TpmResult<()> {
+    if key.public.has(TPMA_OBJECT_RESTRICTED)
+        && !ticket.vouches_for(sim, key.public.name_alg, digest)
+    {
+        return Err(rc::TICKET.with_parameter(ticket_param));
+    }
+    Ok(())
+}
+
+fn write_signature(out: &mut Vec<u8>, kind: &Kind, signature: &[u8]) {
+    match kind {
+        Kind::HashMlDsa { hash, .. } => {
+            out.put_u16(TPM_ALG_HASH_MLDSA);
+            out.put_u16(hash.alg());
+        }
+        _ => out.put_u16(TPM_ALG_MLDSA),
+    }
+    out.put_tpm2b(signature);
+}
+
+fn sign_mu(
+    sim: &mut Sim,
+    set: MlDsaSet,
+    xi: &[u8; 32],
+    mu: &[u8; MLDSA_MU_SIZE],
+) -> TpmResult<Vec<u8>> {
+    set.sign_mu(xi, mu, &mut sim.rng)
+        .ok_or(ResponseCode::FAILURE)
+}
+
+/// TPM2_Sign.
+pub(crate) fn sign(sim: &mut Sim, cmd: &mut Command<'_>, reply: &mut Reply) -> TpmResult<()> {
+    let p = &mut cmd.params;
+    let digest = p.tpm2b(MAX_DIGEST).param(1)?;
+    let scheme = read_scheme(p).param(2)?;
+    let ticket = read_hashcheck(p).param(3)?;
+    p.done()?;
+    let (key, set, mut xi) = signing_key(sim, cmd.handles[0])?;
+    let kind = key.public.kind.clone();
+    let scheme_fits = match (&scheme, &kind) {
+        (Scheme::KeyDefault, _) => true,
+        (Scheme::MlDsa, Kind::MlDsa { .. }) => true,
+        (Scheme::HashMlDsa(h), Kind::HashMlDsa { hash, .. }) => *h == hash.alg(),
+        _ => false,
+    };
+    if !scheme_fits {
+        return Err(ResponseCode::SCHEME.with_parameter(2));
+    }
+    let message = match &kind {
+        Kind::HashMlDsa { hash, .. } => {
+            if digest.len() != hash.size() {
+                return Err(ResponseCode::SIZE.with_parameter(1));
+            }
+            MlDsaMessage::PreHashed {
+                context: b"",
+                hash: *hash,
+                digest,
+            }
+        }
+        _ => MlDsaMessage::Pure {
+            context: b"",
+            message: digest,
+        },
+    };
+    check_restriction(sim, key, &ticket, digest, 3)?;
+    let mu = mldsa_mu(&key.public.unique, &message).ok_or(ResponseCode::FAILURE)?;
+    let signature = sign_mu(sim, set, &xi, &mu);
+    zeroize::Zeroize::zeroize(&mut xi);
+    write_signature(&mut reply.params, &kind, &signature?);
+    Ok(())
+}
+
+/// TPM2_SignDigest (v1.85): `context | digest | validation`.
+pub(crate) fn sign_digest(
+    sim: &mut Sim,
+    cmd: &mut Command<'_>,
+    reply: &mut Reply,
+) -> TpmResult<()> {
+    let p = &mut cmd.params;
+    let context = p.tpm2b(MLDSA_MAX_CONTEXT).param(1)?;
+    let digest = p.tpm2b(MAX_DIGEST).param(2)?;
+    let ticket = read_hashcheck(p).param(3)?;
+    p.done()?;
+    let (key, set, mut xi) = signing_key(sim, cmd.handles[0])?;
+    let kind = key.public.kind.clone();
+    let mu = digest_mu(&kind, &key.public.unique, context, digest)?.0;
+    check_restriction(sim, key, &ticket, digest, 3)?;
+    let signature = sign_mu(sim, set, &xi, &mu);
+    zeroize::Zeroize::zeroize(&mut xi);
+    write_signature(&mut reply.params, &kind, &signature?);
+    Ok(())
+}
+
+/// μ for SignDigest / VerifyDigestSignature, and the hash algorithm the
+/// ticket names: SHAKE256 for an external μ, the pre-hash otherwise.
+fn digest_mu(
+    kind: &Kind,
+    public_key: &[u8],
+    context: &[u8],
+    digest: &[u8],
+) -> TpmResult<([u8; MLDSA_MU_SIZE], u16)> {
+    match kind {
+        Kind::MlDsa { external_mu, .. } => {
+            if !external_mu {
+                return Err(TPM_RC_EXT_MU.with_handle(1));
+            }
+            // μ already binds the context, so a context here means nothing.
+            if !context.is_empty() {
+                return Err(ResponseCode::VALUE.with_parameter(1));
+            }
+            let mu = digest
+                .try_into()
+                .map_err(|_| ResponseCode::SIZE.with_parameter(2))?;
+            Ok((mu, TPM_ALG_SHAKE256))
+        }
+        Kind::HashMlDsa { hash, .. } => {
+            if digest.len() != hash.size() {
+                return Err(ResponseCode::SIZE.with_parameter(2));
+            }
+            let message = MlDsaMessage::PreHashed {
+                context,
+                hash: *hash,
+                digest,
+            };
+            let mu = mldsa_mu(public_key, &message).ok_or(ResponseCode::SIZE.with_parameter(1))?;
+            Ok((mu, hash.alg()))
+        }
+        _ => Err(ResponseCode::KEY.with_handle(1)),
+    }
+}
+
+/// Checks that a signature's algorithm fits the key: TPM_RC_SCHEME for the
+/// signature parameter otherwise.
+fn check_signature_kind(kind: &Kind, signature: &SignatureIn<'_>, param: u8) -> TpmResult<()> {
+    let fits = match kind {
+        Kind::MlDsa { .. } => signature.algorithm == TPM_ALG_MLDSA,
+        Kind::HashMlDsa { hash, .. } => signature.hash == Some(*hash),
+        _ => false,
+    };
+    if fits {
+        Ok(())
+    } else {
+        Err(ResponseCode::SCHEME.with_parameter(param))
+    }
+}
+
+/// The ticket HMAC: HMAC(proof, tag ‖ digest ‖ keyName [‖ metadata]), or a
+/// NULL ticket for a key in the NULL hierarchy.
+fn write_verified_ticket(
+    sim: &Sim,
+    out: &mut Vec<u8>,
+    key: &Object,
+    tag: u16,
+    digest: &[u8],
+    metadata: Option<u16>,
+) {
+    out.put_u16(tag);
+    if key.hierarchy == TPM_RH_NULL {
+        out.put_u32(TPM_RH_NULL);
+        if let Some(alg) = metadata {
+            out.put_u16(alg);
+        }
+        out.put_tpm2b(&[]);
+        return;
+    }
+    out.put_u32(key.hierarchy);
+    let tag_bytes = tag.to_be_bytes();
+    let metadata_bytes = metadata.map(u16::to_be_bytes);
+    let mut parts: Vec<&[u8]> = vec![&tag_bytes, digest, &key.name];
+    if let Some(m) = &metadata_bytes {
+        parts.push(m);
+    }
+    let hmac = key.public.name_alg.hmac(&sim.proof(key.hierarchy), &parts);
+    if let Some(alg) = metadata {
+        out.put_u16(alg);
+    }
+    out.put_tpm2b(&hmac);
+}
+
+/// TPM2_VerifySignature.
+pub(crate) fn verify_signature(
+    sim: &mut Sim,
+    cmd: &mut Command<'_>,
+    reply: &mut Reply,
+) -> TpmResult<()> {
+    let p = &mut cmd.params;
+    let digest = p.tpm2b(MAX_DIGEST).param(1)?;
+    let signature = read_signature(p).param(2)?;
+    p.done()?;
+    let (key, set) = verifying_key(sim, cmd.handles[0])?;
+    check_signature_kind(&key.public.kind, &signature, 2)?;
+    let message = match &key.public.kind {
+        Kind::HashMlDsa { hash, .. } => {
+            if digest.len() != hash.size() {
+                return Err(ResponseCode::SIZE.with_parameter(1));
+            }
+            MlDsaMessage::PreHashed {
+                context: b"",
+                hash: *hash,
+                digest,
+            }
+        }
+        _ => MlDsaMessage::Pure {
+            context: b"",
+            message: digest,
+        },
+    };
+    let mu = mldsa_mu(&key.public.unique, &message).ok_or(ResponseCode::FAILURE)?;
+    if signature.bytes.len() != set.signature_size()
+        || !set.verify_mu(&key.public.unique, &mu, signature.bytes)
+    {
+        return Err(ResponseCode::SIGNATURE.with_parameter(2));
+    }
+    write_verified_ticket(sim, &mut reply.params, key, TPM_ST_VERIFIED, digest, None);
+    Ok(())
+}
+
+/// TPM2_VerifyDigestSignature (v1.85): `context | digest | signature`,
+/// answered with a TPM_ST_DIGEST_VERIFIED ticket.
+pub(crate) fn verify_digest_signature(
+    sim: &mut Sim,
+    cmd: &mut Command<'_>,
+    reply: &mut Reply,
+) -> TpmResult<()> {
+    let p = &mut cmd.params;
+    let context = p.tpm2b(MLDSA_MAX_CONTEXT).param(1)?;
+    let digest = p.tpm2b(MAX_DIGEST).param(2)?;
+    let signature = read_signature(p).param(3)?;
+    p.done()?;
+    let (key, set) = verifying_key(sim, cmd.handles[0])?;
+    let (mu, metadata) = digest_mu(&key.public.kind, &key.public.unique, context, digest)?;
+    check_signature_kind(&key.public.kind, &signature, 3)?;
+    if signature.bytes.len() != set.signature_size()
+        || !set.verify_mu(&key.public.unique, &mu, signature.bytes)
+    {
+        return Err(ResponseCode::SIGNATURE.with_parameter(3));
+    }
+    write_verified_ticket(
+        sim,
+        &mut reply.params,
+        key,
+        TPM_ST_DIGEST_VERIFIED,
+        digest,
+        Some(metadata),
+    );
+    Ok(())
+}

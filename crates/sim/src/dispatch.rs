@@ -1,0 +1,524 @@
+//! From command bytes to response bytes: header checks, the command table,
+//! handle checks, the authorization area and password authorization.
+//!
+//! The order of checks follows the TPM reference implementation, so that
+//! bad input answers what a real TPM answers: size and tag first, then the
+//! command code, then TPM_RC_INITIALIZE, then handles, sessions,
+//! authorization and finally the command's own parameters (with
+//! TPM_RC_SIZE for bytes left over).
+
+use vtpm_wire::consts::{
+    TPM_RH_ENDORSEMENT, TPM_RH_NULL, TPM_RH_OWNER, TPM_RH_PLATFORM, TPM_RS_PW, TPM_ST_NO_SESSIONS,
+    TPM_ST_SESSIONS,
+};
+use vtpm_wire::pqc::{TPMA_OBJECT_NO_DA, TPMA_OBJECT_USER_WITH_AUTH, TPM_RH_LOCKOUT};
+use vtpm_wire::{cc, error_response, Header, ResponseCode, HEADER_SIZE};
+
+use crate::command;
+use crate::crypto::constant_time_eq;
+use crate::object::{trim_auth, Object, MAX_DIGEST};
+use crate::pcr::PCR_COUNT;
+use crate::rc::{self, at_handle, at_session, AtNumber, TpmResult};
+use crate::unmarshal::{In, Out};
+use crate::{Sim, TRANSIENT_FIRST, TRANSIENT_SLOTS};
+
+/// What a handle in a command's handle area must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HandleKind {
+    /// TPMI_DH_OBJECT: a loaded transient object.
+    Object,
+    /// TPMI_DH_PCR+: PCR 0..23 or TPM_RH_NULL.
+    PcrOrNull,
+    /// TPMI_DH_PCR: PCR 0..23.
+    Pcr,
+    /// TPMI_RH_HIERARCHY+: owner, endorsement, platform or NULL.
+    Hierarchy,
+    /// TPMI_RH_HIERARCHY_AUTH: lockout, endorsement, owner or platform.
+    HierarchyAuth,
+}
+
+/// A command being executed: its locality, handles and parameters.
+pub(crate) struct Command<'a> {
+    pub(crate) locality: u8,
+    pub(crate) handles: [u32; 2],
+    pub(crate) params: In<'a>,
+}
+
+/// What a handler answers: an optional handle and the parameter bytes.
+#[derive(Default)]
+pub(crate) struct Reply {
+    pub(crate) handle: Option<u32>,
+    pub(crate) params: Vec<u8>,
+}
+
+pub(crate) type Handler = fn(&mut Sim, &mut Command<'_>, &mut Reply) -> TpmResult<()>;
+
+/// One implemented command.
+pub(crate) struct Spec {
+    pub(crate) code: u32,
+    pub(crate) handles: &'static [HandleKind],
+    /// The first `auth` handles need authorization (USER role).
+    pub(crate) auth: usize,
+    /// The response carries a handle.
+    pub(crate) returns_handle: bool,
+    /// TPMA_CC.nv: the command may write NV memory.
+    pub(crate) nv: bool,
+    pub(crate) handler: Handler,
+}
+
+use HandleKind as H;
+
+/// Every implemented command, sorted by command code.
+pub(crate) const COMMANDS: &[Spec] = &[
+    Spec {
+        code: vtpm_wire::pqc::TPM_CC_HIERARCHY_CHANGE_AUTH,
+        handles: &[H::HierarchyAuth],
+        auth: 1,
+        returns_handle: false,
+        nv: true,
+        handler: command::object::hierarchy_change_auth,
+    },
+    Spec {
+        code: cc::CREATE_PRIMARY,
+        handles: &[H::Hierarchy],
+        auth: 1,
+        returns_handle: true,
+        nv: false,
+        handler: command::object::create_primary,
+    },
+    Spec {
+        code: cc::PCR_RESET,
+        handles: &[H::Pcr],
+        auth: 1,
+        returns_handle: false,
+        nv: true,
+        handler: command::pcr::pcr_reset,
+    },
+    Spec {
+        code: cc::SELF_TEST,
+        handles: &[],
+        auth: 0,
+        returns_handle: false,
+        nv: false,
+        handler: command::basic::self_test,
+    },
+    Spec {
+        code: cc::STARTUP,
+        handles: &[],
+        auth: 0,
+        returns_handle: false,
+        nv: true,
+        handler: command::basic::startup,
+    },
+    Spec {
+        code: cc::SHUTDOWN,
+        handles: &[],
+        auth: 0,
+        returns_handle: false,
+        nv: true,
+        handler: command::basic::shutdown,
+    },
+    Spec {
+        code: cc::CREATE,
+        handles: &[H::Object],
+        auth: 1,
+        returns_handle: false,
+        nv: false,
+        handler: command::object::create,
+    },
+    Spec {
+        code: cc::LOAD,
+        handles: &[H::Object],
+        auth: 1,
+        returns_handle: true,
+        nv: false,
+        handler: command::object::load,
+    },
+    Spec {
+        code: cc::SIGN,
+        handles: &[H::Object],
+        auth: 1,
+        returns_handle: false,
+        nv: false,
+        handler: command::signature::sign,
+    },
+    Spec {
+        code: cc::FLUSH_CONTEXT,
+        handles: &[],
+        auth: 0,
+        returns_handle: false,
+        nv: false,
+        handler: command::object::flush_context,
+    },
+    Spec {
+        code: cc::LOAD_EXTERNAL,
+        handles: &[],
+        auth: 0,
+        returns_handle: true,
+        nv: false,
+        handler: command::object::load_external,
+    },
+    Spec {
+        code: cc::READ_PUBLIC,
+        handles: &[H::Object],
+        auth: 0,
+        returns_handle: false,
+        nv: false,
+        handler: command::object::read_public,
+    },
+    Spec {
+        code: cc::VERIFY_SIGNATURE,
+        handles: &[H::Object],
+        auth: 0,
+        returns_handle: false,
+        nv: false,
+        handler: command::signature::verify_signature,
+    },
+    Spec {
+        code: cc::GET_CAPABILITY,
+        handles: &[],
+        auth: 0,
+        returns_handle: false,
+        nv: false,
+        handler: command::capability::get_capability,
+    },
+    Spec {
+        code: cc::GET_RANDOM,
+        handles: &[],
+        auth: 0,
+        returns_handle: false,
+        nv: false,
+        handler: command::basic::get_random,
+    },
+    Spec {
+        code: cc::PCR_READ,
+        handles: &[],
+        auth: 0,
+        returns_handle: false,
+        nv: false,
+        handler: command::pcr::pcr_read,
+    },
+    Spec {
+        code: cc::PCR_EXTEND,
+        handles: &[H::PcrOrNull],
+        auth: 1,
+        returns_handle: false,
+        nv: true,
+        handler: command::pcr::pcr_extend,
+    },
+    Spec {
+        code: cc::VERIFY_DIGEST_SIGNATURE,
+        handles: &[H::Object],
+        auth: 0,
+        returns_handle: false,
+        nv: false,
+        handler: command::signature::verify_digest_signature,
+    },
+    Spec {
+        code: cc::SIGN_DIGEST,
+        handles: &[H::Object],
+        auth: 1,
+        returns_handle: false,
+        nv: false,
+        handler: command::signature::sign_digest,
+    },
+    Spec {
+        code: cc::ENCAPSULATE,
+        handles: &[H::Object],
+        auth: 0,
+        returns_handle: false,
+        nv: false,
+        handler: command::kem::encapsulate,
+    },
+    Spec {
+        code: cc::DECAPSULATE,
+        handles: &[H::Object],
+        auth: 1,
+        returns_handle: false,
+        nv: false,
+        handler: command::kem::decapsulate,
+    },
+];
+
+/// At most three sessions fit an authorization area.
+const MAX_SESSIONS: usize = 3;
+/// The smallest session: handle, empty nonce, attributes, empty HMAC.
+const MIN_SESSION_SIZE: usize = 9;
+/// TPMA_SESSION continueSession, the only attribute a password session may carry.
+const CONTINUE_SESSION: u8 = 0x01;
+
+/// A password session from the authorization area.
+struct PasswordSession {
+    password: Vec<u8>,
+}
+
+impl Drop for PasswordSession {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.password);
+    }
+}
+
+pub(crate) fn execute(sim: &mut Sim, locality: u8, command: &[u8], response: &mut Vec<u8>) {
+    response.clear();
+    if let Err(code) = run(sim, locality, command, response) {
+        response.clear();
+        response.extend_from_slice(&error_response(code));
+    }
+}
+
+fn run(sim: &mut Sim, locality: u8, command: &[u8], response: &mut Vec<u8>) -> TpmResult<()> {
+    if command.len() < HEADER_SIZE || command.len() > sim.buffer_size {
+        return Err(ResponseCode::COMMAND_SIZE);
+    }
+    let header = Header::parse(command).map_err(|_| ResponseCode::COMMAND_SIZE)?;
+    if header.tag != TPM_ST_NO_SESSIONS && header.tag != TPM_ST_SESSIONS {
+        return Err(ResponseCode::BAD_TAG);
+    }
+    if header.size as usize != command.len() {
+        return Err(ResponseCode::COMMAND_SIZE);
+    }
+    let spec = COMMANDS
+        .iter()
+        .find(|s| s.code == header.code)
+        .ok_or(ResponseCode::COMMAND_CODE)?;
+    if locality > 4 {
+        return Err(ResponseCode::LOCALITY);
+    }
+    // Before Startup only Startup runs; after it, a second Startup is refused.
+    if sim.started == (spec.code == cc::STARTUP) {
+        return Err(ResponseCode::INITIALIZE);
+    }
+
+    let mut body = In::new(&command[HEADER_SIZE..]);
+    let mut handles = [0u32; 2];
+    for (i, slot) in handles.iter_mut().take(spec.handles.len()).enumerate() {
+        *slot = body.u32().handle(i as u8 + 1)?;
+    }
+    let sessions = if header.tag == TPM_ST_SESSIONS {
+        parse_sessions(&mut body)?
+    } else {
+        Vec::new()
+    };
+    for (i, kind) in spec.handles.iter().enumerate() {
+        check_handle(sim, *kind, handles[i], i)?;
+    }
+    authorize(sim, spec, &handles, header.tag, &sessions)?;
+
+    let mut cmd = Command {
+        locality,
+        handles,
+        params: body,
+    };
+    let mut reply = Reply::default();
+    (spec.handler)(sim, &mut cmd, &mut reply)?;
+    // Handlers check for leftover parameters before acting; this is the
+    // backstop for a handler that takes no parameters at all.
+    cmd.params.done()?;
+
+    response.put_u16(header.tag);
+    response.put_u32(0);
+    response.put_u32(ResponseCode::SUCCESS.0);
+    if spec.returns_handle {
+        response.put_u32(reply.handle.unwrap_or_default());
+    }
+    if header.tag == TPM_ST_SESSIONS {
+        response.put_u32(reply.params.len() as u32);
+        response.extend_from_slice(&reply.params);
+        for _ in &sessions {
+            // nonceTPM empty, continueSession, empty HMAC.
+            response.put_u16(0);
+            response.put_u8(CONTINUE_SESSION);
+            response.put_u16(0);
+        }
+    } else {
+        response.extend_from_slice(&reply.params);
+    }
+    if response.len() > sim.buffer_size {
+        // Only an ML-DSA-87 signature with a 4096-byte buffer gets here;
+        // such commands have no side effects to undo.
+        return Err(ResponseCode::SIZE);
+    }
+    let size = (response.len() as u32).to_be_bytes();
+    response[2..6].copy_from_slice(&size);
+    Ok(())
+}
+
+/// Reads the authorization area. Only password sessions exist here: an HMAC
+/// or policy session handle references a session that is not loaded
+/// (TPM_RC_REFERENCE_S0 + n), any other handle is TPM_RC_VALUE for that
+/// session.
+fn parse_sessions(body: &mut In<'_>) -> TpmResult<Vec<PasswordSession>> {
+    let size = body.u32().map_err(|_| ResponseCode::AUTHSIZE)? as usize;
+    if size < MIN_SESSION_SIZE || size > body.remaining() {
+        return Err(ResponseCode::AUTHSIZE);
+    }
+    let mut area = In::new(body.bytes(size)?);
+    let mut sessions = Vec::new();
+    while area.remaining() > 0 {
+        if sessions.len() == MAX_SESSIONS {
+            return Err(ResponseCode::AUTHSIZE);
+        }
+        let n = sessions.len() as u8 + 1;
+        let handle = area.u32().session(n)?;
+        let nonce = area.tpm2b(MAX_DIGEST).session(n)?;
+        let attributes = area.u8().session(n)?;
+        let hmac = area.tpm2b(MAX_DIGEST).session(n)?;
+        match handle {
+            TPM_RS_PW => {
+                if !nonce.is_empty() {
+                    return Err(at_session(rc::NONCE, n));
+                }
+                if attributes & !CONTINUE_SESSION != 0 {
+                    return Err(at_session(ResponseCode::ATTRIBUTES, n));
+                }
+            }
+            h if matches!(h >> 24, 0x02 | 0x03) => {
+                return Err(ResponseCode(rc::REFERENCE_S0.0 + u32::from(n - 1)));
+            }
+            _ => return Err(at_session(ResponseCode::VALUE, n)),
+        }
+        sessions.push(PasswordSession {
+            password: trim_auth(hmac),
+        });
+    }
+    Ok(sessions)
+}
+
+/// The object slot a transient handle names, if it is one.
+pub(crate) fn slot_of(handle: u32) -> Option<usize> {
+    let slot = handle.checked_sub(TRANSIENT_FIRST)? as usize;
+    (slot < TRANSIENT_SLOTS).then_some(slot)
+}
+
+/// The loaded object `handle` names.
+pub(crate) fn object(sim: &Sim, handle: u32) -> Option<&Object> {
+    sim.objects.get(slot_of(handle)?)?.as_ref()
+}
+
+fn check_handle(sim: &Sim, kind: HandleKind, handle: u32, index: usize) -> TpmResult<()> {
+    let n = index as u8 + 1;
+    let valid = match kind {
+        HandleKind::Object => match handle >> 24 {
+            0x80 => {
+                if object(sim, handle).is_none() {
+                    return Err(ResponseCode(rc::REFERENCE_H0.0 + index as u32));
+                }
+                true
+            }
+            // No persistent objects exist here.
+            0x81 => return Err(at_handle(ResponseCode::HANDLE, n)),
+            _ => false,
+        },
+        HandleKind::PcrOrNull => (handle as usize) < PCR_COUNT || handle == TPM_RH_NULL,
+        HandleKind::Pcr => (handle as usize) < PCR_COUNT,
+        HandleKind::Hierarchy => matches!(
+            handle,
+            TPM_RH_OWNER | TPM_RH_ENDORSEMENT | TPM_RH_PLATFORM | TPM_RH_NULL
+        ),
+        HandleKind::HierarchyAuth => matches!(
+            handle,
+            TPM_RH_OWNER | TPM_RH_ENDORSEMENT | TPM_RH_PLATFORM | TPM_RH_LOCKOUT
+        ),
+    };
+    if valid {
+        Ok(())
+    } else {
+        Err(at_handle(ResponseCode::VALUE, n))
+    }
+}
+
+/// How an entity is authorized with a password.
+struct AuthValue<'a> {
+    value: &'a [u8],
+    /// Failures count against dictionary-attack protection
+    /// (TPM_RC_AUTH_FAIL rather than TPM_RC_BAD_AUTH).
+    dictionary_protected: bool,
+}
+
+fn auth_value(sim: &Sim, handle: u32) -> TpmResult<AuthValue<'_>> {
+    let plain = |value| {
+        Ok(AuthValue {
+            value,
+            dictionary_protected: false,
+        })
+    };
+    match handle {
+        TPM_RH_OWNER => plain(&sim.permanent.owner_auth),
+        TPM_RH_ENDORSEMENT => plain(&sim.permanent.endorsement_auth),
+        TPM_RH_PLATFORM => plain(&sim.platform_auth),
+        TPM_RH_NULL => plain(&[]),
+        TPM_RH_LOCKOUT => Ok(AuthValue {
+            value: &sim.permanent.lockout_auth,
+            dictionary_protected: true,
+        }),
+        h if (h as usize) < PCR_COUNT => plain(&[]),
+        h => {
+            let object = object(sim, h).ok_or(ResponseCode::HANDLE)?;
+            // The USER role with a password needs userWithAuth; a public
+            // key loaded alone has no authValue at all.
+            let sensitive = match &object.sensitive {
+                Some(s) if object.public.has(TPMA_OBJECT_USER_WITH_AUTH) => s,
+                _ => return Err(ResponseCode::AUTH_UNAVAILABLE),
+            };
+            Ok(AuthValue {
+                value: &sensitive.auth,
+                dictionary_protected: !object.public.has(TPMA_OBJECT_NO_DA),
+            })
+        }
+    }
+}
+
+fn authorize(
+    sim: &Sim,
+    spec: &Spec,
+    handles: &[u32; 2],
+    tag: u16,
+    sessions: &[PasswordSession],
+) -> TpmResult<()> {
+    if spec.auth > 0 && (tag == TPM_ST_NO_SESSIONS || sessions.len() < spec.auth) {
+        return Err(ResponseCode::AUTH_MISSING);
+    }
+    for (i, session) in sessions.iter().enumerate() {
+        let n = i as u8 + 1;
+        // A password session authorizes a handle; one left over (for a
+        // command with fewer authorized handles) has nothing to do.
+        if i >= spec.auth {
+            return Err(at_session(ResponseCode::ATTRIBUTES, n));
+        }
+        let entity = auth_value(sim, handles[i])?;
+        if !constant_time_eq(&session.password, entity.value) {
+            let code = if entity.dictionary_protected {
+                ResponseCode::AUTH_FAIL
+            } else {
+                ResponseCode::BAD_AUTH
+            };
+            return Err(at_session(code, n));
+        }
+    }
+    Ok(())
+}
+
+/// TPMA_CC of a command for TPM_CAP_COMMANDS.
+pub(crate) fn command_attributes(spec: &Spec) -> u32 {
+    let mut a = spec.code & 0xFFFF;
+    if spec.nv {
+        a |= 1 << 22;
+    }
+    a |= (spec.handles.len() as u32 & 0x7) << 25;
+    if spec.returns_handle {
+        a |= 1 << 28;
+    }
+    a
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_table_is_sorted_and_unique() {
+        for pair in COMMANDS.windows(2) {
+            assert!(pair[0].code < pair[1].code, "{:#x}", pair[1].code);
+        }
+    }
+}

@@ -1,0 +1,341 @@
+//! ML-DSA (FIPS 204) and ML-KEM (FIPS 203) keyed by the TPM parameter-set
+//! identifiers of TPM 2.0 library v1.85.
+//!
+//! Private keys are always carried as seeds (ML-DSA: the 32-byte ξ,
+//! ML-KEM: the 64-byte d‖z) and expanded only for the one operation that
+//! needs them.
+
+use ml_dsa::{
+    EncodedVerifyingKey, ExpandedSigningKey, Keypair, MlDsaParams, SigningKey, VerifyingKey,
+};
+use ml_kem::{Decapsulate, DecapsulationKey, EncapsulationKey, KeyExport};
+use shake::{ExtendableOutput, Shake256, Update, XofReader};
+use vtpm_wire::pqc::{
+    TPM_MLDSA_44, TPM_MLDSA_65, TPM_MLDSA_87, TPM_MLKEM_1024, TPM_MLKEM_512, TPM_MLKEM_768,
+};
+
+use crate::crypto::{Drbg, HashAlg};
+
+/// An ML-DSA parameter set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MlDsaSet {
+    MlDsa44,
+    MlDsa65,
+    MlDsa87,
+}
+
+/// Length of an ML-DSA private seed ξ.
+pub(crate) const MLDSA_SEED_SIZE: usize = 32;
+/// Length of an ML-KEM private seed d‖z.
+pub(crate) const MLKEM_SEED_SIZE: usize = 64;
+/// Length of an ML-DSA message representative μ (the "external mu").
+pub(crate) const MLDSA_MU_SIZE: usize = 64;
+/// Largest ML-DSA context string (FIPS 204 §5.2).
+pub(crate) const MLDSA_MAX_CONTEXT: usize = 255;
+
+impl MlDsaSet {
+    pub(crate) fn from_id(id: u16) -> Option<Self> {
+        match id {
+            TPM_MLDSA_44 => Some(Self::MlDsa44),
+            TPM_MLDSA_65 => Some(Self::MlDsa65),
+            TPM_MLDSA_87 => Some(Self::MlDsa87),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn id(self) -> u16 {
+        match self {
+            Self::MlDsa44 => TPM_MLDSA_44,
+            Self::MlDsa65 => TPM_MLDSA_65,
+            Self::MlDsa87 => TPM_MLDSA_87,
+        }
+    }
+
+    pub(crate) fn public_key_size(self) -> usize {
+        match self {
+            Self::MlDsa44 => 1312,
+            Self::MlDsa65 => 1952,
+            Self::MlDsa87 => 2592,
+        }
+    }
+
+    pub(crate) fn signature_size(self) -> usize {
+        match self {
+            Self::MlDsa44 => 2420,
+            Self::MlDsa65 => 3309,
+            Self::MlDsa87 => 4627,
+        }
+    }
+
+    /// The encoded public key (pkEncode) generated from seed ξ.
+    pub(crate) fn public_key(self, xi: &[u8; MLDSA_SEED_SIZE]) -> Vec<u8> {
+        fn run<P: MlDsaParams>(xi: &[u8; MLDSA_SEED_SIZE]) -> Vec<u8> {
+            let sk = SigningKey::<P>::from_seed(&(*xi).into());
+            sk.verifying_key().encode().to_vec()
+        }
+        match self {
+            Self::MlDsa44 => run::<ml_dsa::MlDsa44>(xi),
+            Self::MlDsa65 => run::<ml_dsa::MlDsa65>(xi),
+            Self::MlDsa87 => run::<ml_dsa::MlDsa87>(xi),
+        }
+    }
+
+    /// A hedged signature over the message representative `mu`; `None`
+    /// only if rejection sampling gives up, which FIPS 204's bound makes
+    /// practically impossible.
+    pub(crate) fn sign_mu(
+        self,
+        xi: &[u8; MLDSA_SEED_SIZE],
+        mu: &[u8; MLDSA_MU_SIZE],
+        rng: &mut Drbg,
+    ) -> Option<Vec<u8>> {
+        fn run<P: MlDsaParams>(
+            xi: &[u8; MLDSA_SEED_SIZE],
+            mu: &[u8; MLDSA_MU_SIZE],
+            rng: &mut Drbg,
+        ) -> Option<Vec<u8>> {
+            let sk = ExpandedSigningKey::<P>::from_seed(&(*xi).into());
+            let sig = sk.sign_mu_randomized(&(*mu).into(), rng).ok()?;
+            Some(sig.encode().to_vec())
+        }
+        match self {
+            Self::MlDsa44 => run::<ml_dsa::MlDsa44>(xi, mu, rng),
+            Self::MlDsa65 => run::<ml_dsa::MlDsa65>(xi, mu, rng),
+            Self::MlDsa87 => run::<ml_dsa::MlDsa87>(xi, mu, rng),
+        }
+    }
+
+    /// Verifies `signature` over `mu` under the encoded public key `pk`.
+    /// Wrong lengths and malformed signatures are simply invalid.
+    pub(crate) fn verify_mu(self, pk: &[u8], mu: &[u8; MLDSA_MU_SIZE], signature: &[u8]) -> bool {
+        fn run<P: MlDsaParams>(pk: &[u8], mu: &[u8; MLDSA_MU_SIZE], signature: &[u8]) -> bool {
+            let Ok(encoded) = EncodedVerifyingKey::<P>::try_from(pk) else {
+                return false;
+            };
+            let vk = VerifyingKey::<P>::decode(&encoded);
+            let Ok(sig) = ml_dsa::Signature::<P>::try_from(signature) else {
+                return false;
+            };
+            vk.verify_mu(&(*mu).into(), &sig)
+        }
+        match self {
+            Self::MlDsa44 => run::<ml_dsa::MlDsa44>(pk, mu, signature),
+            Self::MlDsa65 => run::<ml_dsa::MlDsa65>(pk, mu, signature),
+            Self::MlDsa87 => run::<ml_dsa::MlDsa87>(pk, mu, signature),
+        }
+    }
+}
+
+/// How the message representative μ is formed (FIPS 204 Algorithms 2 and 4).
+pub(crate) enum MlDsaMessage<'a> {
+    /// Pure ML-DSA: M' = 0 ‖ |ctx| ‖ ctx ‖ M.
+    Pure {
+        context: &'a [u8],
+        message: &'a [u8],
+    },
+    /// HashML-DSA: M' = 1 ‖ |ctx| ‖ ctx ‖ OID(PH) ‖ PH(M).
+    PreHashed {
+        context: &'a [u8],
+        hash: HashAlg,
+        digest: &'a [u8],
+    },
+}
+
+/// μ = SHAKE256(tr ‖ M', 64) with tr = SHAKE256(pk, 64). `None` when the
+/// context is longer than FIPS 204 allows.
+pub(crate) fn mldsa_mu(
+    public_key: &[u8],
+    message: &MlDsaMessage<'_>,
+) -> Option<[u8; MLDSA_MU_SIZE]> {
+    let mut tr = [0u8; 64];
+    let mut h = Shake256::default();
+    h.update(public_key);
+    h.finalize_xof().read(&mut tr);
+
+    let mut h = Shake256::default();
+    h.update(&tr);
+    match message {
+        MlDsaMessage::Pure { context, message } => {
+            let len = u8::try_from(context.len()).ok()?;
+            h.update(&[0, len]);
+            h.update(context);
+            h.update(message);
+        }
+        MlDsaMessage::PreHashed {
+            context,
+            hash,
+            digest,
+        } => {
+            let len = u8::try_from(context.len()).ok()?;
+            h.update(&[1, len]);
+            h.update(context);
+            h.update(&hash.der_oid());
+            h.update(digest);
+        }
+    }
+    let mut mu = [0u8; MLDSA_MU_SIZE];
+    h.finalize_xof().read(&mut mu);
+    Some(mu)
+}
+
+/// Runs `$body` with `$p` bound to the ml-kem type of `$set`. A macro
+/// rather than a generic function: ml-kem's parameter bounds cannot be
+/// named from outside the crate.
+macro_rules! with_kem {
+    ($set:expr, $p:ident => $body:block) => {
+        match $set {
+            MlKemSet::MlKem512 => {
+                type $p = ml_kem::MlKem512;
+                $body
+            }
+            MlKemSet::MlKem768 => {
+                type $p = ml_kem::MlKem768;
+                $body
+            }
+            MlKemSet::MlKem1024 => {
+                type $p = ml_kem::MlKem1024;
+                $body
+            }
+        }
+    };
+}
+
+/// An ML-KEM parameter set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MlKemSet {
+    MlKem512,
+    MlKem768,
+    MlKem1024,
+}
+
+impl MlKemSet {
+    pub(crate) fn from_id(id: u16) -> Option<Self> {
+        match id {
+            TPM_MLKEM_512 => Some(Self::MlKem512),
+            TPM_MLKEM_768 => Some(Self::MlKem768),
+            TPM_MLKEM_1024 => Some(Self::MlKem1024),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn id(self) -> u16 {
+        match self {
+            Self::MlKem512 => TPM_MLKEM_512,
+            Self::MlKem768 => TPM_MLKEM_768,
+            Self::MlKem1024 => TPM_MLKEM_1024,
+        }
+    }
+
+    pub(crate) fn public_key_size(self) -> usize {
+        match self {
+            Self::MlKem512 => 800,
+            Self::MlKem768 => 1184,
+            Self::MlKem1024 => 1568,
+        }
+    }
+
+    pub(crate) fn ciphertext_size(self) -> usize {
+        match self {
+            Self::MlKem512 => 768,
+            Self::MlKem768 => 1088,
+            Self::MlKem1024 => 1568,
+        }
+    }
+
+    /// The encapsulation key generated from seed d‖z.
+    pub(crate) fn public_key(self, seed: &[u8; MLKEM_SEED_SIZE]) -> Vec<u8> {
+        with_kem!(self, P => {
+            let dk = DecapsulationKey::<P>::from_seed((*seed).into());
+            dk.encapsulation_key().to_bytes().to_vec()
+        })
+    }
+
+    /// True when `ek` passes the FIPS 203 encapsulation-key check (length
+    /// and modulus).
+    pub(crate) fn public_key_is_valid(self, ek: &[u8]) -> bool {
+        self.encapsulate(ek, &[0; 32]).is_some()
+    }
+
+    /// Encapsulates to `ek` with randomness `m`: (shared secret, ciphertext),
+    /// or `None` for an invalid key.
+    pub(crate) fn encapsulate(self, ek: &[u8], m: &[u8; 32]) -> Option<(Vec<u8>, Vec<u8>)> {
+        with_kem!(self, P => {
+            let key = ml_kem::Key::<EncapsulationKey<P>>::try_from(ek).ok()?;
+            let ek = EncapsulationKey::<P>::new(&key).ok()?;
+            let (ct, ss) = ek.encapsulate_deterministic(&(*m).into());
+            Some((ss.to_vec(), ct.to_vec()))
+        })
+    }
+
+    /// Decapsulates `ciphertext` with the key from `seed`; `None` when the
+    /// ciphertext has the wrong length.
+    pub(crate) fn decapsulate(
+        self,
+        seed: &[u8; MLKEM_SEED_SIZE],
+        ciphertext: &[u8],
+    ) -> Option<Vec<u8>> {
+        with_kem!(self, P => {
+            let ct = ml_kem::Ciphertext::<P>::try_from(ciphertext).ok()?;
+            let dk = DecapsulationKey::<P>::from_seed((*seed).into());
+            Some(dk.decapsulate(&ct).to_vec())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mldsa_sign_verify_round_trip_and_sizes() {
+        let mut rng = Drbg::new(b"t");
+        for set in [MlDsaSet::MlDsa44, MlDsaSet::MlDsa65, MlDsaSet::MlDsa87] {
+            let xi = [set.id() as u8; 32];
+            let pk = set.public_key(&xi);
+            assert_eq!(pk.len(), set.public_key_size());
+            let mu = mldsa_mu(
+                &pk,
+                &MlDsaMessage::Pure {
+                    context: b"",
+                    message: b"m",
+                },
+            )
+            .unwrap();
+            let sig = set.sign_mu(&xi, &mu, &mut rng).unwrap();
+            assert_eq!(sig.len(), set.signature_size());
+            assert!(set.verify_mu(&pk, &mu, &sig));
+            let mut bad = sig.clone();
+            bad[10] ^= 1;
+            assert!(!set.verify_mu(&pk, &mu, &bad));
+            assert!(!set.verify_mu(&pk[1..], &mu, &sig));
+        }
+    }
+
+    #[test]
+    fn mlkem_round_trip_and_sizes() {
+        for set in [MlKemSet::MlKem512, MlKemSet::MlKem768, MlKemSet::MlKem1024] {
+            let seed = [set.id() as u8; 64];
+            let ek = set.public_key(&seed);
+            assert_eq!(ek.len(), set.public_key_size());
+            assert!(set.public_key_is_valid(&ek));
+            let (ss, ct) = set.encapsulate(&ek, &[9; 32]).unwrap();
+            assert_eq!(ct.len(), set.ciphertext_size());
+            assert_eq!(set.decapsulate(&seed, &ct).unwrap(), ss);
+            assert!(set.decapsulate(&seed, &ct[1..]).is_none());
+            assert!(!set.public_key_is_valid(&[0xFF; 3]));
+        }
+    }
+
+    #[test]
+    fn overlong_context_has_no_mu() {
+        let ctx = [0u8; 256];
+        assert!(mldsa_mu(
+            b"pk",
+            &MlDsaMessage::Pure {
+                context: &ctx,
+                message: b""
+            }
+        )
+        .is_none());
+    }
+}
