@@ -139,9 +139,12 @@ fn main() -> ExitCode {
 type AnyError = Box<dyn std::error::Error>;
 
 fn platform(backend: &BackendArgs, device: &DeviceArgs) -> Result<Platform, AnyError> {
-    let opened = backend
-        .open()
-        .map_err(|e| format!("cannot open the {:?} backend: {e}", backend.backend))?;
+    let opened = backend.open().map_err(|e| {
+        format!(
+            "cannot open the {} backend: {e}",
+            format!("{:?}", backend.backend).to_lowercase()
+        )
+    })?;
     Ok(Platform::new(
         opened,
         PlatformConfig {

@@ -133,7 +133,7 @@ fn size(obj: &Value) -> Result<usize, String> {
 
 fn hex_bytes(s: &str) -> Result<Vec<u8>, String> {
     let clean: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    if clean.len() % 2 != 0 {
+    if !clean.len().is_multiple_of(2) {
         return Err("hex has an odd number of digits".into());
     }
     (0..clean.len())
@@ -145,7 +145,7 @@ fn hex_bytes(s: &str) -> Result<Vec<u8>, String> {
 /// Parses an expectation where `x` matches any nibble, as (value, mask) bytes.
 fn hex_pattern(s: &str) -> Result<Vec<(u8, u8)>, String> {
     let clean: Vec<char> = s.chars().filter(|c| !c.is_whitespace()).collect();
-    if clean.len() % 2 != 0 {
+    if !clean.len().is_multiple_of(2) {
         return Err("expect_hex has an odd number of digits".into());
     }
     clean

@@ -99,7 +99,7 @@ impl CrbConfig {
         if !(1..=MAX_LOCALITIES).contains(&self.localities) {
             return Err(ConfigError::Localities(self.localities));
         }
-        if self.base_address % spec::LOCALITY_PAGE_SIZE != 0 {
+        if !self.base_address.is_multiple_of(spec::LOCALITY_PAGE_SIZE) {
             return Err(ConfigError::BaseAddress(self.base_address));
         }
         Ok(())

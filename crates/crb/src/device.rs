@@ -199,22 +199,31 @@ impl CrbDevice {
     /// response are allocated here, once; commands never allocate.
     pub fn new(config: CrbConfig) -> Result<Self, ConfigError> {
         config.validate()?;
-        let chunking = config.chunking_advertised();
         let limit = config.transfer_limit();
-        let intf_id_low = spec::intf_id_low(
-            config.localities == spec::MAX_LOCALITIES,
-            chunking,
-            config.revision,
-        );
-        Ok(Self {
-            window: vec![0; config.window_size],
-            window_dirty: 0,
-            command: Vec::with_capacity(limit),
-            response: Vec::with_capacity(limit),
+        Ok(Self::power_on(
+            vec![0; config.window_size],
+            Vec::with_capacity(limit),
+            Vec::with_capacity(limit),
             config,
+        ))
+    }
+
+    /// The power-on state around the given (zeroed) buffers.
+    fn power_on(window: Vec<u8>, command: Vec<u8>, response: Vec<u8>, config: CrbConfig) -> Self {
+        let chunking = config.chunking_advertised();
+        Self {
+            window,
+            window_dirty: 0,
+            command,
+            response,
             chunking,
-            limit,
-            intf_id_low,
+            limit: config.transfer_limit(),
+            intf_id_low: spec::intf_id_low(
+                config.localities == spec::MAX_LOCALITIES,
+                chunking,
+                config.revision,
+            ),
+            config,
             active: None,
             pending_requests: 0,
             been_seized: 0,
@@ -232,7 +241,7 @@ impl CrbDevice {
             coverage: ReadCoverage::new(),
             next_token: 1,
             stats: DeviceStats::default(),
-        })
+        }
     }
 
     /// The configuration the device was built with.
@@ -317,42 +326,19 @@ impl CrbDevice {
     /// its way becomes [`Completion::Stale`]; all buffers are zeroed. The
     /// established flag is the backend's and is kept.
     pub fn reset(&mut self) {
-        let established = self.established;
-        let next_token = self.next_token;
-        let stats = self.stats;
         let mut command = std::mem::take(&mut self.command);
         let mut response = std::mem::take(&mut self.response);
+        let mut window = std::mem::take(&mut self.window);
         zero(&mut command);
         zero(&mut response);
-        let mut window = std::mem::take(&mut self.window);
         window.fill(0);
-        *self = Self {
-            window,
-            window_dirty: 0,
-            command,
-            response,
-            config: self.config.clone(),
-            chunking: self.chunking,
-            limit: self.limit,
-            intf_id_low: self.intf_id_low,
-            active: None,
-            pending_requests: 0,
-            been_seized: 0,
-            established,
-            ctrl_sts: spec::CTRL_STS_RESET,
-            cancel: 0,
-            int_enable: 0,
-            int_sts: 0,
-            ctrl_ext: 0,
-            phase: Phase::Idle,
-            command_total: 0,
-            command_oversize: false,
-            piece_offset: 0,
-            piece_len: 0,
-            coverage: ReadCoverage::new(),
-            next_token,
-            stats,
-        };
+        let fresh = Self::power_on(window, command, response, self.config.clone());
+        let kept = std::mem::replace(self, fresh);
+        // Tokens keep counting so a completion from before the reset can
+        // never match a command started after it.
+        self.next_token = kept.next_token;
+        self.established = kept.established;
+        self.stats = kept.stats;
     }
 
     /// Finishes the execution identified by `token` with the backend's

@@ -34,9 +34,9 @@ fn sources_use_no_io_threads_or_clocks() {
         .unwrap();
     let names: Vec<&str> = deps
         .lines()
-        .filter_map(|l| l.split('.').next())
         .map(str::trim)
-        .filter(|l| !l.is_empty())
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split(['.', '=', ' ']).next())
         .collect();
     assert_eq!(
         names,
