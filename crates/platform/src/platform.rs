@@ -366,6 +366,7 @@ impl Platform {
         state.jobs.clear();
         state.jobs.push_back(Job::ResetBackend);
         run_inline_jobs(&mut state);
+        drop(state);
         self.shared.work.notify_all();
     }
 
@@ -587,17 +588,13 @@ impl Mmio for CrbBus {
     }
 
     fn write(&mut self, offset: u64, data: &[u8]) {
-        let mut state = self.shared.lock();
-        let state = &mut *state;
+        let mut guard = self.shared.lock();
+        let state = &mut *guard;
         let job = match state.device.write(offset, data) {
             None => return,
             Some(Action::Cancel) => {
-                // The backend is busy on the worker; cancel from here.
-                if let Some(c) = &self.canceller {
-                    if let Err(e) = c.cancel() {
-                        tracing::warn!(error = %e, "cancel failed");
-                    }
-                }
+                drop(guard);
+                self.cancel();
                 return;
             }
             Some(Action::ResetEstablished { locality }) => Job::ResetEstablished { locality },
@@ -623,6 +620,31 @@ impl Mmio for CrbBus {
         };
         state.jobs.push_back(job);
         run_inline_jobs(state);
+        // Wake the worker only once the lock is free, or it wakes just to
+        // block on the lock again.
+        drop(guard);
         self.shared.work.notify_one();
+    }
+}
+
+impl CrbBus {
+    /// Sends a cancel to the backend, which is busy on the worker, from a
+    /// thread of its own: swtpm may answer CANCEL_TPM_CMD only once the
+    /// command ends, and no vCPU should wait for that. The device asks for
+    /// at most one cancel per command, so these threads stay few.
+    fn cancel(&self) {
+        let Some(canceller) = self.canceller.clone() else {
+            return;
+        };
+        let spawned = std::thread::Builder::new()
+            .name("vtpm-cancel".into())
+            .spawn(move || {
+                if let Err(e) = canceller.cancel() {
+                    tracing::warn!(error = %e, "cancel failed");
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start the cancel thread");
+        }
     }
 }

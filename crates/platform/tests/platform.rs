@@ -105,7 +105,17 @@ fn cancel_goes_to_the_backend_while_the_worker_is_busy() {
         std::thread::sleep(Duration::from_millis(1));
     }
     other.write_u32(0x48, 1);
+    // The cancel goes out from a thread of its own; the write did not wait.
+    for _ in 0..1000 {
+        if cancels.count() > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
     assert_eq!(cancels.count(), 1);
+    other.write_u32(0x48, 1);
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(cancels.count(), 1, "one cancel per command");
     release.store(true, Ordering::SeqCst);
     let out = guest.join().unwrap().unwrap();
     assert_eq!(

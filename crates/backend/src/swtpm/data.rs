@@ -66,12 +66,20 @@ impl Socket {
     }
 }
 
+/// How far one read may overrun a command's deadline before the socket's
+/// read timeout is re-set.
+const READ_TIMEOUT_SLACK: Duration = Duration::from_millis(50);
+
 /// A connected swtpm data channel (one end of a socketpair, a Unix socket
 /// or a TCP connection).
 #[derive(Debug)]
 pub struct DataConnection {
     socket: Socket,
     command_timeout: Duration,
+    /// The read timeout the socket has now; re-set only when the time left
+    /// for a command falls well below it, so a command usually costs no
+    /// timeout syscalls at all.
+    read_timeout: Duration,
     broken: Option<Broken>,
 }
 
@@ -120,6 +128,7 @@ impl DataConnection {
         let connection = Self {
             socket,
             command_timeout: Self::DEFAULT_COMMAND_TIMEOUT,
+            read_timeout: Self::DEFAULT_COMMAND_TIMEOUT,
             broken: None,
         };
         connection
@@ -132,6 +141,7 @@ impl DataConnection {
     /// Sets the bound on one command.
     pub fn set_command_timeout(&mut self, timeout: Duration) -> Result<(), BackendError> {
         self.command_timeout = timeout.max(Duration::from_millis(1));
+        self.read_timeout = self.command_timeout;
         self.socket
             .set_timeouts(self.command_timeout)
             .map_err(|e| BackendError::io("setting the data channel's timeouts", e))
@@ -181,6 +191,12 @@ impl DataConnection {
         }
         let code = Header::parse(command).map(|h| h.code).unwrap_or(0);
         let deadline = Instant::now() + self.command_timeout;
+        if self.read_timeout != self.command_timeout {
+            if let Err(e) = self.socket.set_read_timeout(self.command_timeout) {
+                return Err(self.io_failure(code, "preparing to wait for", e));
+            }
+            self.read_timeout = self.command_timeout;
+        }
         if let Err(e) = send_all(self.socket.fd(), command) {
             return Err(self.io_failure(code, "sending command", e));
         }
@@ -230,8 +246,12 @@ impl DataConnection {
             if remaining.is_zero() {
                 return Err(self.timed_out(code));
             }
-            if let Err(e) = self.socket.set_read_timeout(remaining) {
-                return Err(self.io_failure(code, "waiting for the response to", e));
+            // A read may overrun the deadline by at most this slack.
+            if remaining + READ_TIMEOUT_SLACK < self.read_timeout {
+                if let Err(e) = self.socket.set_read_timeout(remaining) {
+                    return Err(self.io_failure(code, "waiting for the response to", e));
+                }
+                self.read_timeout = remaining;
             }
             match self.socket.read(&mut buf[got..]) {
                 Ok(0) => {
