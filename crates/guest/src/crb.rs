@@ -38,7 +38,9 @@ const INTF_TYPE_CRB: u32 = 1;
 const INTF_CAP_LOCALITY: u32 = 1 << 8;
 const INTF_CAP_CHUNK: u32 = 1 << 10;
 
-/// The PTP timeouts a driver waits with.
+/// The PTP timeouts a driver waits with. The CRB driver waits with A
+/// (locality), C (cmdReady, goIdle, each chunk handshake) and `command`, as
+/// Linux's CRB driver does; B and D belong to the FIFO (TIS) flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     /// TIMEOUT_A (750 ms): locality requests.

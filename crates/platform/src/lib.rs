@@ -24,6 +24,7 @@ pub use migrating::{BackendFactory, MigratingBus};
 pub use platform::{
     CrbBus, Execution, Platform, PlatformConfig, PlatformError, PLATFORM_MAGIC, PLATFORM_VERSION,
 };
+pub use vtpm_crb::ChunkPolicy;
 
 /// The README's examples, compiled and run as doctests.
 #[doc = include_str!("../README.md")]
