@@ -110,9 +110,10 @@ fn start_that_never_clears_times_out_after_the_command_timeout() {
     let mut dev = StuckDevice::crb();
     dev.start = 1;
     let mut driver = stuck_driver(dev);
-    let mut timeouts = vtpm_guest::Timeouts::default();
-    timeouts.command = Duration::from_secs(2);
-    driver.set_timeouts(timeouts);
+    driver.set_timeouts(vtpm_guest::Timeouts {
+        command: Duration::from_secs(2),
+        ..Default::default()
+    });
     match driver.transmit(0, &vtpm_wire::commands::get_random(8)) {
         Err(DriverError::Timeout {
             register: "CTRL_START",
