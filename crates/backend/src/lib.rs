@@ -54,6 +54,13 @@ pub trait Backend: Send {
 
     /// Replaces the TPM's state with a blob from [`Backend::save_state`].
     fn restore_state(&mut self, state: &[u8]) -> Result<(), BackendError>;
+
+    /// Called on a migration source that runs on after the migration
+    /// failed: take back whatever the destination may have taken (swtpm's
+    /// storage lock). Nothing to do for most backends.
+    fn resume_after_failed_migration(&mut self) -> Result<(), BackendError> {
+        Ok(())
+    }
 }
 
 /// Cancels the command a backend is executing; see [`Backend::canceller`].
@@ -162,5 +169,8 @@ impl<T: Backend + ?Sized> Backend for Box<T> {
     }
     fn restore_state(&mut self, state: &[u8]) -> Result<(), BackendError> {
         (**self).restore_state(state)
+    }
+    fn resume_after_failed_migration(&mut self) -> Result<(), BackendError> {
+        (**self).resume_after_failed_migration()
     }
 }

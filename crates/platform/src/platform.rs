@@ -90,6 +90,7 @@ enum Job {
     ResetEstablished { locality: u8 },
     ResetBackend,
     SaveState,
+    ResumeSource,
 }
 
 struct State {
@@ -105,7 +106,7 @@ struct State {
     shutdown: bool,
     /// A worker is running a job (the lock is free meanwhile).
     busy: bool,
-    /// The answer to a SaveState job.
+    /// The answer to a SaveState or ResumeSource job (empty for the latter).
     saved: Option<Result<Vec<u8>, BackendError>>,
     last_error: Option<BackendError>,
     /// The backend, in inline mode only.
@@ -216,23 +217,7 @@ impl Platform {
             state = self.wait_done(state, deadline, bound)?;
         }
         let device = state.device.snapshot();
-        let backend = match state.inline.as_mut() {
-            Some(inline) => inline.backend.save_state()?,
-            None => {
-                state.saved = None;
-                state.jobs.push_back(Job::SaveState);
-                self.shared.work.notify_all();
-                // Saving the TPM state is the backend's work; give it time
-                // of its own beyond the command bound.
-                let deadline = Instant::now() + SAVE_STATE_BOUND;
-                loop {
-                    if let Some(result) = state.saved.take() {
-                        break result?;
-                    }
-                    state = self.wait_done(state, deadline, SAVE_STATE_BOUND)?;
-                }
-            }
-        };
+        let (backend, state) = self.on_backend(state, Job::SaveState, |b| b.save_state())?;
         drop(state);
         let name = self.backend_name.as_bytes();
         let mut out = Vec::with_capacity(32 + device.len() + backend.len());
@@ -247,6 +232,44 @@ impl Platform {
         let crc = crc32fast::hash(&out);
         out.extend_from_slice(&crc.to_le_bytes());
         Ok(out)
+    }
+
+    /// Runs a control job on the backend (inline, or on the worker with a
+    /// bounded wait) and returns its answer.
+    fn on_backend<'a>(
+        &'a self,
+        mut state: MutexGuard<'a, State>,
+        job: Job,
+        inline: impl FnOnce(&mut dyn Backend) -> Result<Vec<u8>, BackendError>,
+    ) -> Result<(Vec<u8>, MutexGuard<'a, State>), PlatformError> {
+        if let Some(i) = state.inline.as_mut() {
+            let answer = inline(&mut *i.backend)?;
+            return Ok((answer, state));
+        }
+        state.saved = None;
+        state.jobs.push_back(job);
+        self.shared.work.notify_all();
+        // This is the backend's own work (a state blob can take a while);
+        // it gets a bound of its own.
+        let deadline = Instant::now() + SAVE_STATE_BOUND;
+        loop {
+            if let Some(result) = state.saved.take() {
+                return Ok((result?, state));
+            }
+            state = self.wait_done(state, deadline, SAVE_STATE_BOUND)?;
+        }
+    }
+
+    /// For a migration source that runs on after the migration failed:
+    /// lets the backend take back what the destination may have taken
+    /// (swtpm's storage lock, with LOCK_STORAGE, when it has the
+    /// capability).
+    pub fn resume_after_failed_migration(&self) -> Result<(), PlatformError> {
+        let state = self.shared.lock();
+        let (_, _state) = self.on_backend(state, Job::ResumeSource, |b| {
+            b.resume_after_failed_migration().map(|()| Vec::new())
+        })?;
+        Ok(())
     }
 
     fn wait_done<'a>(
@@ -474,6 +497,9 @@ fn run_job(
         ),
         Job::ResetBackend => Outcome::Reset(backend.reset().and_then(|()| backend.established())),
         Job::SaveState => Outcome::Saved(backend.save_state()),
+        Job::ResumeSource => {
+            Outcome::Saved(backend.resume_after_failed_migration().map(|()| Vec::new()))
+        }
     }
 }
 

@@ -617,7 +617,22 @@ impl Backend for SwtpmBackend {
         let state = SavedState::decode(state)?;
         self.restore_blobs(&state)
     }
+
+    /// LOCK_STORAGE, as QEMU sends it when a source resumes; a swtpm
+    /// without the capability (0.7.x) never gave its lock up, so there is
+    /// nothing to take back.
+    fn resume_after_failed_migration(&mut self) -> Result<(), BackendError> {
+        if !self.capabilities.contains(ctrl::cap::LOCK_STORAGE) {
+            tracing::info!("swtpm lacks LOCK_STORAGE; its storage was never unlocked");
+            return Ok(());
+        }
+        self.lock_storage(RESUME_LOCK_RETRIES)
+    }
 }
+
+/// LOCK_STORAGE retries on resume (QEMU uses 10 as well; each waits ~10 ms
+/// in swtpm).
+const RESUME_LOCK_RETRIES: u32 = 10;
 
 impl Drop for SwtpmBackend {
     fn drop(&mut self) {
