@@ -15,4 +15,4 @@ if need_swtpm; then
 fi
 swtpm --version >&2
 
-cargo test --workspace --locked "$@"
+cargo test --workspace --locked --no-fail-fast "$@"
