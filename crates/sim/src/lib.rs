@@ -181,6 +181,8 @@ pub struct Sim {
     pub(crate) saved_pcrs: Option<Pcrs>,
     pub(crate) pcrs: Pcrs,
     pub(crate) objects: Vec<Option<Object>>,
+    /// Expanded ML-DSA signing keys of recent signatures (volatile).
+    pub(crate) signing_keys: pq::SigningKeyCache,
 }
 
 impl std::fmt::Debug for Sim {
@@ -229,6 +231,7 @@ impl Sim {
             saved_pcrs: None,
             pcrs: Pcrs::after_reset(0),
             objects: vec![None; TRANSIENT_SLOTS],
+            signing_keys: pq::SigningKeyCache::default(),
         })
     }
 
@@ -261,6 +264,7 @@ impl Sim {
     /// Shutdown(STATE) record survive, as they would in NV memory.
     pub fn reset(&mut self) {
         self.started = false;
+        self.signing_keys.clear();
         for slot in &mut self.objects {
             *slot = None;
         }
@@ -313,6 +317,7 @@ impl Sim {
     /// corrupted, truncated or foreign blob is an error and leaves the
     /// simulator unchanged.
     pub fn restore_state(&mut self, blob: &[u8]) -> Result<(), StateError> {
+        self.signing_keys.clear();
         state::restore(self, blob)
     }
 

@@ -2,8 +2,9 @@
 //! identifiers of TPM 2.0 library v1.85.
 //!
 //! Private keys are always carried as seeds (ML-DSA: the 32-byte ξ,
-//! ML-KEM: the 64-byte d‖z) and expanded only for the one operation that
-//! needs them.
+//! ML-KEM: the 64-byte d‖z) and expanded only for the operation that
+//! needs them; the last expanded ML-DSA signing key is kept, so a run of
+//! signatures with one key expands it once.
 
 use ml_dsa::{
     EncodedVerifyingKey, ExpandedSigningKey, Keypair, MlDsaParams, SigningKey, VerifyingKey,
@@ -15,6 +16,76 @@ use vtpm_wire::pqc::{
 };
 
 use crate::crypto::{Drbg, HashAlg};
+
+/// The last expanded ML-DSA signing key of each parameter set, with the
+/// seed it came from. Expanding ξ costs about a third of an ML-DSA-87
+/// signature; one entry per set serves the common run of signatures with
+/// one key and bounds the cache to three keys (≤ 10 KB).
+#[derive(Default)]
+pub(crate) struct SigningKeyCache {
+    mldsa44: CacheSlot<ml_dsa::MlDsa44>,
+    mldsa65: CacheSlot<ml_dsa::MlDsa65>,
+    mldsa87: CacheSlot<ml_dsa::MlDsa87>,
+}
+
+type CacheSlot<P> = Option<([u8; MLDSA_SEED_SIZE], Box<ExpandedSigningKey<P>>)>;
+
+/// The parameter sets the cache has a slot for.
+pub(crate) trait CachedParams: MlDsaParams + Sized {
+    fn slot(cache: &mut SigningKeyCache) -> &mut CacheSlot<Self>;
+}
+
+impl CachedParams for ml_dsa::MlDsa44 {
+    fn slot(cache: &mut SigningKeyCache) -> &mut CacheSlot<Self> {
+        &mut cache.mldsa44
+    }
+}
+
+impl CachedParams for ml_dsa::MlDsa65 {
+    fn slot(cache: &mut SigningKeyCache) -> &mut CacheSlot<Self> {
+        &mut cache.mldsa65
+    }
+}
+
+impl CachedParams for ml_dsa::MlDsa87 {
+    fn slot(cache: &mut SigningKeyCache) -> &mut CacheSlot<Self> {
+        &mut cache.mldsa87
+    }
+}
+
+impl SigningKeyCache {
+    /// The expanded key of `xi`, expanding it only when the slot holds
+    /// another key.
+    fn expanded<P: CachedParams>(&mut self, xi: &[u8; MLDSA_SEED_SIZE]) -> &ExpandedSigningKey<P> {
+        let slot = P::slot(self);
+        if slot.as_ref().is_some_and(|(seed, _)| seed != xi) {
+            forget(slot);
+        }
+        &slot
+            .get_or_insert_with(|| {
+                (
+                    *xi,
+                    Box::new(ExpandedSigningKey::<P>::from_seed(&(*xi).into())),
+                )
+            })
+            .1
+    }
+
+    /// Forgets every cached key (on TPM reset and state restore).
+    pub(crate) fn clear(&mut self) {
+        forget(&mut self.mldsa44);
+        forget(&mut self.mldsa65);
+        forget(&mut self.mldsa87);
+    }
+}
+
+/// Empties a slot, wiping its seed (the expanded key wipes itself on drop).
+fn forget<P: MlDsaParams>(slot: &mut CacheSlot<P>) {
+    if let Some((seed, _)) = slot.as_mut() {
+        zeroize::Zeroize::zeroize(seed);
+    }
+    *slot = None;
+}
 
 /// An ML-DSA parameter set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,20 +159,22 @@ impl MlDsaSet {
         xi: &[u8; MLDSA_SEED_SIZE],
         mu: &[u8; MLDSA_MU_SIZE],
         rng: &mut Drbg,
+        cache: &mut SigningKeyCache,
     ) -> Option<Vec<u8>> {
-        fn run<P: MlDsaParams>(
+        fn run<P: CachedParams>(
             xi: &[u8; MLDSA_SEED_SIZE],
             mu: &[u8; MLDSA_MU_SIZE],
             rng: &mut Drbg,
+            cache: &mut SigningKeyCache,
         ) -> Option<Vec<u8>> {
-            let sk = ExpandedSigningKey::<P>::from_seed(&(*xi).into());
+            let sk = cache.expanded::<P>(xi);
             let sig = sk.sign_mu_randomized(&(*mu).into(), rng).ok()?;
             Some(sig.encode().to_vec())
         }
         match self {
-            Self::MlDsa44 => run::<ml_dsa::MlDsa44>(xi, mu, rng),
-            Self::MlDsa65 => run::<ml_dsa::MlDsa65>(xi, mu, rng),
-            Self::MlDsa87 => run::<ml_dsa::MlDsa87>(xi, mu, rng),
+            Self::MlDsa44 => run::<ml_dsa::MlDsa44>(xi, mu, rng, cache),
+            Self::MlDsa65 => run::<ml_dsa::MlDsa65>(xi, mu, rng, cache),
+            Self::MlDsa87 => run::<ml_dsa::MlDsa87>(xi, mu, rng, cache),
         }
     }
 
@@ -301,7 +374,9 @@ mod tests {
                 },
             )
             .unwrap();
-            let sig = set.sign_mu(&xi, &mu, &mut rng).unwrap();
+            let sig = set
+                .sign_mu(&xi, &mu, &mut rng, &mut SigningKeyCache::default())
+                .unwrap();
             assert_eq!(sig.len(), set.signature_size());
             assert!(set.verify_mu(&pk, &mu, &sig));
             let mut bad = sig.clone();
@@ -309,6 +384,35 @@ mod tests {
             assert!(!set.verify_mu(&pk, &mu, &bad));
             assert!(!set.verify_mu(&pk[1..], &mu, &sig));
         }
+    }
+
+    #[test]
+    fn one_cache_serves_interleaved_keys_and_sets() {
+        let mut rng = Drbg::new(b"c");
+        let mut cache = SigningKeyCache::default();
+        let keys = [
+            (MlDsaSet::MlDsa87, [1u8; 32]),
+            (MlDsaSet::MlDsa87, [2u8; 32]),
+            (MlDsaSet::MlDsa44, [1u8; 32]),
+            (MlDsaSet::MlDsa87, [1u8; 32]),
+        ];
+        for round in 0..2 {
+            for (set, xi) in keys {
+                let pk = set.public_key(&xi);
+                let message = MlDsaMessage::Pure {
+                    context: b"",
+                    message: &[round],
+                };
+                let mu = mldsa_mu(&pk, &message).unwrap();
+                let sig = set.sign_mu(&xi, &mu, &mut rng, &mut cache).unwrap();
+                assert!(
+                    set.verify_mu(&pk, &mu, &sig),
+                    "{set:?} {xi:?} round {round}"
+                );
+            }
+        }
+        cache.clear();
+        assert!(cache.mldsa87.is_none() && cache.mldsa44.is_none());
     }
 
     #[test]

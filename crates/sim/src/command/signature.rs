@@ -126,7 +126,7 @@ fn sign_mu(
     xi: &[u8; 32],
     mu: &[u8; MLDSA_MU_SIZE],
 ) -> TpmResult<Vec<u8>> {
-    set.sign_mu(xi, mu, &mut sim.rng)
+    set.sign_mu(xi, mu, &mut sim.rng, &mut sim.signing_keys)
         .ok_or(ResponseCode::FAILURE)
 }
 
