@@ -52,18 +52,33 @@ pub trait Clock {
     fn begin_wait(&mut self) {}
 }
 
-/// Wall-clock time; polls spin briefly, then yield, then sleep, so fast
-/// devices answer fast and slow ones do not burn a core.
+/// Wall-clock time. A wait spins for its first polls, then yields the CPU
+/// for up to [`SystemClock::YIELD_FOR`], then sleeps briefly between
+/// polls: fast devices answer fast, and a slow command (key generation)
+/// does not burn a core.
 #[derive(Debug)]
 pub struct SystemClock {
     origin: Instant,
+    wait_started: Instant,
     polls: u32,
+}
+
+impl SystemClock {
+    /// Polls that only spin.
+    pub const SPIN_POLLS: u32 = 64;
+    /// How long a wait yields between polls before it starts sleeping.
+    pub const YIELD_FOR: Duration = Duration::from_micros(200);
+    /// The sleep between polls after that: short, so a command that ends
+    /// during it is noticed within about this long.
+    pub const SLEEP: Duration = Duration::from_micros(50);
 }
 
 impl Default for SystemClock {
     fn default() -> Self {
+        let now = Instant::now();
         Self {
-            origin: Instant::now(),
+            origin: now,
+            wait_started: now,
             polls: 0,
         }
     }
@@ -75,13 +90,16 @@ impl Clock for SystemClock {
     }
     fn pause(&mut self) {
         self.polls = self.polls.saturating_add(1);
-        match self.polls {
-            0..=64 => std::hint::spin_loop(),
-            65..=2048 => std::thread::yield_now(),
-            _ => std::thread::sleep(Duration::from_micros(200)),
+        if self.polls <= Self::SPIN_POLLS {
+            std::hint::spin_loop();
+        } else if self.wait_started.elapsed() < Self::YIELD_FOR {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(Self::SLEEP);
         }
     }
     fn begin_wait(&mut self) {
         self.polls = 0;
+        self.wait_started = Instant::now();
     }
 }
