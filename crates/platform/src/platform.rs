@@ -1,6 +1,7 @@
 //! Platform: device + backend worker + MMIO bus.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -124,9 +125,18 @@ struct Shared {
     work: Condvar,
     /// Wakes waiters: a job finished.
     done: Condvar,
+    /// Counts jobs ever queued, so a worker can watch for the next one
+    /// without taking the lock.
+    queued: AtomicU64,
 }
 
 impl Shared {
+    /// Queues a job for the worker (the caller wakes it).
+    fn queue(&self, state: &mut State, job: Job) {
+        state.jobs.push_back(job);
+        self.queued.fetch_add(1, Ordering::Release);
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic elsewhere must not wedge the guest: the state stays usable.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -172,6 +182,7 @@ impl Platform {
             }),
             work: Condvar::new(),
             done: Condvar::new(),
+            queued: AtomicU64::new(0),
         });
         let mut platform = Self {
             shared,
@@ -247,7 +258,7 @@ impl Platform {
             return Ok((answer, state));
         }
         state.saved = None;
-        state.jobs.push_back(job);
+        self.shared.queue(&mut state, job);
         self.shared.work.notify_all();
         // This is the backend's own work (a state blob can take a while);
         // it gets a bound of its own.
@@ -322,7 +333,9 @@ impl Platform {
         if let Some((token, locality, command)) = redeliver {
             let mut state = platform.shared.lock();
             state.job_command.extend_from_slice(&command);
-            state.jobs.push_back(Job::Execute { token, locality });
+            platform
+                .shared
+                .queue(&mut state, Job::Execute { token, locality });
             run_inline_jobs(&mut state);
             drop(state);
             platform.shared.work.notify_all();
@@ -387,7 +400,7 @@ impl Platform {
         let mut state = self.shared.lock();
         state.device.reset();
         state.jobs.clear();
-        state.jobs.push_back(Job::ResetBackend);
+        self.shared.queue(&mut state, Job::ResetBackend);
         run_inline_jobs(&mut state);
         drop(state);
         self.shared.work.notify_all();
@@ -441,9 +454,15 @@ fn worker(shared: Arc<Shared>, mut backend: Box<dyn Backend>, generation: u64) {
     let buffer = backend.buffer_size();
     let mut command = Vec::with_capacity(buffer);
     let mut response = Vec::with_capacity(buffer);
+    // With a CPU to spare, the worker watches for the next job a little
+    // before it sleeps: waking a sleeping thread costs several microseconds
+    // (more when the vCPU under it was halted), and guests send commands
+    // back to back. On a single CPU watching would only steal its time.
+    let watch = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
     loop {
         let job = {
             let mut state = shared.lock();
+            let mut watched = !watch;
             loop {
                 if state.shutdown || state.generation != generation {
                     return;
@@ -454,6 +473,19 @@ fn worker(shared: Arc<Shared>, mut backend: Box<dyn Backend>, generation: u64) {
                     }
                     state.busy = true;
                     break job;
+                }
+                if !watched {
+                    watched = true;
+                    let seen = shared.queued.load(Ordering::Acquire);
+                    drop(state);
+                    let since = Instant::now();
+                    while shared.queued.load(Ordering::Acquire) == seen
+                        && since.elapsed() < WORKER_WATCH
+                    {
+                        std::hint::spin_loop();
+                    }
+                    state = shared.lock();
+                    continue;
                 }
                 state = shared.work.wait(state).unwrap_or_else(|p| p.into_inner());
             }
@@ -551,6 +583,9 @@ fn run_inline_jobs(state: &mut State) {
     state.inline = Some(inline);
 }
 
+/// How long an idle worker watches for the next job before it sleeps.
+const WORKER_WATCH: Duration = Duration::from_micros(50);
+
 /// How long a backend may take to produce its state for [`Platform::save`].
 const SAVE_STATE_BOUND: Duration = Duration::from_secs(30);
 
@@ -644,7 +679,7 @@ impl Mmio for CrbBus {
                 Job::Execute { token, locality }
             }
         };
-        state.jobs.push_back(job);
+        self.shared.queue(state, job);
         run_inline_jobs(state);
         // Wake the worker only once the lock is free, or it wakes just to
         // block on the lock again.
