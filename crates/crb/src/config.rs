@@ -83,7 +83,7 @@ pub enum ConfigError {
     #[error("locality count {0} is outside 1..=5")]
     Localities(u8),
     /// The base address is not page aligned.
-    #[error("base address {0:#x} is not 4 KiB aligned")]
+    #[error("base address {0:#x} is not 4 KiB aligned, or its pages run past the end of the address space")]
     BaseAddress(u64),
 }
 
@@ -99,7 +99,10 @@ impl CrbConfig {
         if !(1..=MAX_LOCALITIES).contains(&self.localities) {
             return Err(ConfigError::Localities(self.localities));
         }
-        if !self.base_address.is_multiple_of(spec::LOCALITY_PAGE_SIZE) {
+        let span = u64::from(self.localities) * spec::LOCALITY_PAGE_SIZE;
+        if !self.base_address.is_multiple_of(spec::LOCALITY_PAGE_SIZE)
+            || self.base_address.checked_add(span).is_none()
+        {
             return Err(ConfigError::BaseAddress(self.base_address));
         }
         Ok(())
@@ -146,6 +149,10 @@ mod tests {
         assert_eq!(
             bad(|c| c.base_address = 0x10),
             ConfigError::BaseAddress(0x10)
+        );
+        assert_eq!(
+            bad(|c| c.base_address = 0xFFFF_FFFF_FFFF_F000),
+            ConfigError::BaseAddress(0xFFFF_FFFF_FFFF_F000)
         );
     }
 

@@ -166,6 +166,12 @@ pub struct CrbDevice {
     pub(crate) established: bool,
 
     pub(crate) ctrl_sts: u32,
+    /// cmdReady/goIdle written while a command executes: they read back 1
+    /// and take effect when it completes.
+    pub(crate) deferred_req: u32,
+    /// A ResetEstablished action is out and not yet answered with
+    /// [`CrbDevice::set_established`]; repeats are not asked again.
+    pub(crate) reset_established_pending: bool,
     pub(crate) cancel: u32,
     pub(crate) int_enable: u32,
     pub(crate) int_sts: u32,
@@ -229,6 +235,8 @@ impl CrbDevice {
             been_seized: 0,
             established: false,
             ctrl_sts: spec::CTRL_STS_RESET,
+            deferred_req: 0,
+            reset_established_pending: false,
             cancel: 0,
             int_enable: 0,
             int_sts: 0,
@@ -320,6 +328,12 @@ impl CrbDevice {
             self.raise(IntBits::ESTABLISHMENT_CLEAR);
         }
         self.established = established;
+        self.reset_established_pending = false;
+    }
+
+    /// The established flag last reported with [`CrbDevice::set_established`].
+    pub fn established(&self) -> bool {
+        self.established
     }
 
     /// Returns the device to its power-on state. Any completion still on
@@ -349,16 +363,20 @@ impl CrbDevice {
         token: ExecToken,
         result: Result<&[u8], BackendFailed>,
     ) -> Completion {
-        if let Err(done) = self.finish_execution(token) {
-            return done;
+        let outcome = match self.finish_execution(token) {
+            Err(done) => done,
+            Ok(()) => match result {
+                Ok(r) if self.deliverable(r) => {
+                    self.response.extend_from_slice(r);
+                    self.deliver()
+                }
+                _ => self.fail_execution(),
+            },
+        };
+        if outcome != Completion::Stale {
+            self.apply_deferred_req();
         }
-        match result {
-            Ok(r) if self.deliverable(r) => {
-                self.response.extend_from_slice(r);
-                self.deliver()
-            }
-            _ => self.fail_execution(),
-        }
+        outcome
     }
 
     /// Like [`CrbDevice::complete`], but takes the response buffer instead
@@ -384,7 +402,18 @@ impl CrbDevice {
         if let Ok(r) = result {
             zero(r);
         }
+        if outcome != Completion::Stale {
+            self.apply_deferred_req();
+        }
         outcome
+    }
+
+    /// Applies cmdReady/goIdle requests that waited for the command.
+    fn apply_deferred_req(&mut self) {
+        let deferred = std::mem::take(&mut self.deferred_req);
+        if deferred != 0 {
+            self.apply_ctrl_req(deferred);
+        }
     }
 
     /// The common start of a completion: `Err` when it ends here (stale or
@@ -538,6 +567,7 @@ impl CrbDevice {
             }
             reg::CTRL_EXT_LO => self.ctrl_ext as u32,
             reg::CTRL_EXT_HI => (self.ctrl_ext >> 32) as u32,
+            reg::CTRL_REQ => self.deferred_req,
             reg::CTRL_STS => self.ctrl_sts,
             reg::CTRL_CANCEL => self.cancel,
             reg::CTRL_START => CtrlStart::START.with_flag(0, self.is_executing()),
@@ -548,8 +578,7 @@ impl CrbDevice {
             reg::CTRL_CMD_HADDR | reg::CTRL_RSP_ADDR_HI => {
                 (self.window_address(locality) >> 32) as u32
             }
-            // CTRL_REQ bits read 0 once their transition is done, which is
-            // at once; LOC_CTRL is write-only; the rest is reserved.
+            // LOC_CTRL is write-only; the rest is reserved.
             _ => 0,
         }
     }
@@ -629,7 +658,13 @@ impl CrbDevice {
                 Some(_) => {}
             }
         }
-        if LocCtrl::RESET_ESTABLISHMENT_BIT.is_set(value) && locality >= 3 {
+        // One request at a time: until the host answers with
+        // set_established, repeats would only queue work a guest controls.
+        if LocCtrl::RESET_ESTABLISHMENT_BIT.is_set(value)
+            && locality >= 3
+            && !self.reset_established_pending
+        {
+            self.reset_established_pending = true;
             return Some(Decided::ResetEstablished(locality));
         }
         None
@@ -661,9 +696,17 @@ impl CrbDevice {
     }
 
     fn write_ctrl_req(&mut self, value: u32) {
+        let value = value & (CtrlReq::CMD_READY.mask() | CtrlReq::GO_IDLE.mask());
         if self.is_executing() {
+            // The transition waits for the command; until then the bits
+            // read 1, so a driver sees it is not done (and times out on C).
+            self.deferred_req |= value;
             return;
         }
+        self.apply_ctrl_req(value);
+    }
+
+    fn apply_ctrl_req(&mut self, value: u32) {
         if CtrlReq::CMD_READY.is_set(value) {
             self.release();
             self.ctrl_sts = CtrlSts::TPM_IDLE.with_flag(self.ctrl_sts, false);

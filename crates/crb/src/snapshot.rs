@@ -172,8 +172,10 @@ impl CrbDevice {
         match self.phase {
             Phase::Idle => false,
             Phase::Receiving => true,
+            // Bytes past `window_dirty` are not saved (they are zero), so
+            // the window rebuilds the command only within that prefix.
             Phase::Executing { .. } => {
-                self.command.len() > self.window.len()
+                self.command.len() > self.window_dirty
                     || self.window[..self.command.len()] != self.command[..]
             }
             Phase::Responding => {
@@ -202,6 +204,7 @@ impl CrbDevice {
             w.u8(self.been_seized);
             w.u8(u8::from(self.established));
             w.u32(self.ctrl_sts);
+            w.u32(self.deferred_req);
             w.u32(self.cancel);
             w.u32(self.int_enable);
             w.u32(self.int_sts);
@@ -363,6 +366,8 @@ impl CrbDevice {
         self.established = r.flag()?;
         self.ctrl_sts = r.u32()?
             & (crate::spec::CtrlSts::TPM_STS.mask() | crate::spec::CtrlSts::TPM_IDLE.mask());
+        self.deferred_req = r.u32()?
+            & (crate::spec::CtrlReq::CMD_READY.mask() | crate::spec::CtrlReq::GO_IDLE.mask());
         self.cancel = r.u32()? & crate::spec::CtrlCancel::CANCEL.mask();
         self.int_enable = r.u32()? & crate::spec::INT_ENABLE_WRITABLE;
         self.int_sts = r.u32()? & crate::spec::INT_STS_BITS;
@@ -400,6 +405,7 @@ impl CrbDevice {
                     ));
                 }
                 self.require_chunking(source_chunking)?;
+                self.require_active("receiving")?;
                 self.load_command(&t)?;
                 self.phase = Phase::Receiving;
             }
@@ -433,6 +439,24 @@ impl CrbDevice {
                 if token.0 >= self.next_token {
                     return Err(SnapshotError::Corrupt(
                         "execution token from the future".into(),
+                    ));
+                }
+                // What the device hands a backend is always a whole command
+                // from the active locality (unless that locality has since
+                // lost the interface, which orphans the command).
+                let whole = !self.command_oversize
+                    && self.command.len() == self.command_total
+                    && vtpm_wire::Header::peek_size(&self.command)
+                        == Some(self.command.len() as u32)
+                    && self.command.len() >= vtpm_wire::HEADER_SIZE;
+                if !whole {
+                    return Err(SnapshotError::Corrupt(
+                        "executing command is not a whole command".into(),
+                    ));
+                }
+                if !orphaned && self.active != Some(locality) {
+                    return Err(SnapshotError::Corrupt(
+                        "executing for a locality that is not active".into(),
                     ));
                 }
                 self.phase = Phase::Executing {
@@ -486,12 +510,18 @@ impl CrbDevice {
                         "response piece outside the response".into(),
                     ));
                 }
+                self.require_active("responding")?;
                 self.piece_offset = piece_offset;
                 self.piece_len = piece_len;
                 self.coverage = ReadCoverage::from_words(&bits[..words], piece_len);
                 self.phase = Phase::Responding;
             }
             other => return Err(SnapshotError::Corrupt(format!("phase {other}"))),
+        }
+        if self.deferred_req != 0 && !self.is_executing() {
+            return Err(SnapshotError::Corrupt(
+                "a deferred cmdReady/goIdle with no command executing".into(),
+            ));
         }
         if !r.bytes.is_empty() {
             return Err(SnapshotError::Corrupt(
@@ -544,6 +574,17 @@ impl CrbDevice {
             return Err(SnapshotError::Corrupt(
                 "chunked transaction from a device without chunking".into(),
             ));
+        }
+        Ok(())
+    }
+
+    /// A locality change ends any transaction, so one in flight implies an
+    /// active locality.
+    fn require_active(&self, phase: &str) -> Result<(), SnapshotError> {
+        if self.active.is_none() {
+            return Err(SnapshotError::Corrupt(format!(
+                "{phase} with no active locality"
+            )));
         }
         Ok(())
     }

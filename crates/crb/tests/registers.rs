@@ -272,6 +272,12 @@ fn reset_establishment_only_from_localities_3_and_4() {
         w32(&mut d, 0x3000 + LOC_CTRL, 8),
         Some(OwnedAction::ResetEstablished(3))
     );
+    // Until the host answers, repeats ask nothing more: a guest cannot
+    // queue unbounded work.
+    for _ in 0..1000 {
+        assert_eq!(w32(&mut d, 0x4000 + LOC_CTRL, 8), None);
+    }
+    d.set_established(true);
     assert_eq!(
         w32(&mut d, 0x4000 + LOC_CTRL, 8),
         Some(OwnedAction::ResetEstablished(4))
@@ -279,4 +285,27 @@ fn reset_establishment_only_from_localities_3_and_4() {
     d.set_established(false);
     assert_eq!(r32(&mut d, LOC_STATE) & 1, 1);
     assert_eq!(r32(&mut d, INT_STS) & 0x4, 0x4, "establishmentClear");
+}
+
+#[test]
+fn ctrl_req_during_execution_reads_1_until_the_command_completes() {
+    let mut d = device();
+    take_locality(&mut d, 0);
+    window_write(&mut d, 0, &command(12, 0));
+    let token = match w32(&mut d, CTRL_START, START) {
+        Some(OwnedAction::Execute { token, .. }) => token,
+        other => panic!("{other:?}"),
+    };
+    w32(&mut d, CTRL_REQ, 2);
+    assert_eq!(r32(&mut d, CTRL_REQ), 2, "goIdle pending while executing");
+    w32(&mut d, CTRL_REQ, 1);
+    assert_eq!(r32(&mut d, CTRL_REQ), 3);
+    d.complete(token, Ok(&patterned(40, 1)));
+    assert_eq!(r32(&mut d, CTRL_REQ), 0, "applied at completion");
+    assert_eq!(r32(&mut d, CTRL_STS), 2, "idle: goIdle came last");
+    assert!(
+        window_read(&mut d, 0, 40).iter().all(|&b| b == 0),
+        "the abandoned response is gone"
+    );
+    assert_eq!(d.held_bytes(), 0);
 }

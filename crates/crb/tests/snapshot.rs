@@ -383,3 +383,60 @@ proptest! {
         }
     }
 }
+
+/// A snapshot with its trailing CRC recomputed after `edit`.
+fn edited(snap: &[u8], edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut body = snap[..snap.len() - 4].to_vec();
+    edit(&mut body);
+    reseal_unsealed(&mut body);
+    body
+}
+
+#[test]
+fn an_executing_command_written_without_its_trailing_zeros_round_trips() {
+    let config = chunking_device(ChunkPolicy::Auto);
+    let mut d = CrbDevice::new(config.clone()).unwrap();
+    take_locality(&mut d, 0);
+    // Startup(CLEAR) ends in 00 00: a guest may skip writing them.
+    let startup = vtpm_wire::commands::startup(0);
+    window_write(&mut d, 0, &startup[..10]);
+    let token = match w32(&mut d, CTRL_START, START) {
+        Some(OwnedAction::Execute { token, command, .. }) => {
+            assert_eq!(command, startup);
+            token
+        }
+        other => panic!("{other:?}"),
+    };
+    let restored = CrbDevice::restore(config, &d.snapshot()).unwrap();
+    match restored.executing_command() {
+        Some(Action::Execute {
+            token: t, command, ..
+        }) => {
+            assert_eq!(t, token);
+            assert_eq!(command, &startup[..]);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn unreachable_executing_states_are_refused() {
+    let config = chunking_device(ChunkPolicy::Auto);
+    let mut d = CrbDevice::new(config.clone()).unwrap();
+    take_locality(&mut d, 2);
+    window_write(&mut d, 2, &command(40, 3));
+    assert!(d.write(0x2000 + CTRL_START, &START.to_le_bytes()).is_some());
+    let snap = d.snapshot();
+    assert!(CrbDevice::restore(config.clone(), &snap).is_ok());
+    // The base section starts after magic (8), version (2), tag (2), length (4);
+    // the active locality is at offset 10 of the base body.
+    let active_at = 8 + 2 + 2 + 4 + 10;
+    assert_eq!(snap[active_at], 2);
+    let other_locality = edited(&snap, |b| b[active_at] = 0);
+    assert!(matches!(
+        CrbDevice::restore(config.clone(), &other_locality),
+        Err(SnapshotError::Corrupt(_))
+    ));
+    let no_locality = edited(&snap, |b| b[active_at] = 0xFF);
+    assert!(CrbDevice::restore(config, &no_locality).is_err());
+}

@@ -39,8 +39,8 @@ const INTF_CAP_LOCALITY: u32 = 1 << 8;
 const INTF_CAP_CHUNK: u32 = 1 << 10;
 
 /// The PTP timeouts a driver waits with. The CRB driver waits with A
-/// (locality), C (cmdReady, goIdle, each chunk handshake) and `command`, as
-/// Linux's CRB driver does; B and D belong to the FIFO (TIS) flow.
+/// (locality), C (cmdReady, goIdle, each chunk handshake), `command`, and B
+/// for a cancelled command to stop; D belongs to the FIFO (TIS) flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     /// TIMEOUT_A (750 ms): locality requests.
@@ -385,14 +385,18 @@ impl<M: Mmio, C: Clock> CrbDriver<M, C> {
                 self.next_chunk(base)?;
             }
         }
-        self.wait(
+        let started = self.wait(
             base + CTRL_START,
             START_START,
             0,
             self.timeouts.command,
             "CTRL_START",
             "Start",
-        )?;
+        );
+        if let Err(timeout) = started {
+            self.abandon(base);
+            return Err(timeout);
+        }
         self.check_fatal(base)?;
         let whole = self.receive(base, info, response, options)?;
         if !whole {
@@ -462,6 +466,24 @@ impl<M: Mmio, C: Clock> CrbDriver<M, C> {
         }
         self.last.response_bytes = size;
         Ok(true)
+    }
+
+    /// Gives up on a command that overran its timeout: asks the TPM to
+    /// cancel it and waits (TIMEOUT_B) for Start to clear, so the window is
+    /// not reused while the old command still owns it. Whatever happens,
+    /// the caller reports the timeout; the goIdle that follows discards a
+    /// late response.
+    fn abandon(&mut self, base: u64) {
+        self.mmio.write_u32(base + CTRL_CANCEL, 1);
+        let _ = self.wait(
+            base + CTRL_START,
+            START_START,
+            0,
+            self.timeouts.b,
+            "CTRL_START",
+            "Start",
+        );
+        self.mmio.write_u32(base + CTRL_CANCEL, 0);
     }
 
     /// Hands a piece over (or asks for the next one) and waits for the

@@ -15,8 +15,11 @@ pub type BackendFactory = Box<dyn FnMut() -> Result<Box<dyn Backend>, BackendErr
 /// backend from `factory`: a live migration at every step of the guest's
 /// transfers. The guest driver notices nothing, or the migration is broken.
 ///
-/// A migration that fails stops the migrations: the bus keeps the platform
-/// it has and reports the error through [`MigratingBus::error`].
+/// The source is dropped before the destination is built, as in a real
+/// migration. A migration that fails stops the migrations and is reported
+/// by [`MigratingBus::error`]: if saving failed the bus keeps the source;
+/// if restoring failed there is no platform left, reads return all ones
+/// and writes are dropped (the guest driver then times out).
 pub struct MigratingBus {
     platform: Option<Platform>,
     bus: Option<CrbBus>,

@@ -87,11 +87,18 @@ pub const PLATFORM_MAGIC: [u8; 8] = *b"VTPMPLAT";
 pub const PLATFORM_VERSION: u16 = 1;
 
 enum Job {
-    Execute { token: ExecToken, locality: u8 },
-    ResetEstablished { locality: u8 },
+    Execute {
+        token: ExecToken,
+        locality: u8,
+    },
+    ResetEstablished {
+        locality: u8,
+    },
     ResetBackend,
-    SaveState,
-    ResumeSource,
+    /// Control jobs carry a sequence number, so an answer is taken only by
+    /// the caller that asked for it.
+    SaveState(u64),
+    ResumeSource(u64),
 }
 
 struct State {
@@ -107,8 +114,11 @@ struct State {
     shutdown: bool,
     /// A worker is running a job (the lock is free meanwhile).
     busy: bool,
-    /// The answer to a SaveState or ResumeSource job (empty for the latter).
-    saved: Option<Result<Vec<u8>, BackendError>>,
+    /// The answer to a SaveState or ResumeSource job (empty for the
+    /// latter), with the job's sequence number.
+    saved: Option<(u64, Result<Vec<u8>, BackendError>)>,
+    /// The sequence number of the last control job.
+    control_seq: u64,
     last_error: Option<BackendError>,
     /// The backend, in inline mode only.
     inline: Option<InlineBackend>,
@@ -117,6 +127,13 @@ struct State {
 struct InlineBackend {
     backend: Box<dyn Backend>,
     response: Vec<u8>,
+}
+
+impl InlineBackend {
+    fn new(backend: Box<dyn Backend>) -> Self {
+        let response = Vec::with_capacity(backend.buffer_size());
+        Self { backend, response }
+    }
 }
 
 struct Shared {
@@ -177,6 +194,7 @@ impl Platform {
                 shutdown: false,
                 busy: false,
                 saved: None,
+                control_seq: 0,
                 last_error: None,
                 inline: None,
             }),
@@ -250,22 +268,25 @@ impl Platform {
     fn on_backend<'a>(
         &'a self,
         mut state: MutexGuard<'a, State>,
-        job: Job,
+        job: fn(u64) -> Job,
         inline: impl FnOnce(&mut dyn Backend) -> Result<Vec<u8>, BackendError>,
     ) -> Result<(Vec<u8>, MutexGuard<'a, State>), PlatformError> {
         if let Some(i) = state.inline.as_mut() {
             let answer = inline(&mut *i.backend)?;
             return Ok((answer, state));
         }
-        state.saved = None;
-        self.shared.queue(&mut state, job);
+        state.control_seq += 1;
+        let seq = state.control_seq;
+        self.shared.queue(&mut state, job(seq));
         self.shared.work.notify_all();
         // This is the backend's own work (a state blob can take a while);
         // it gets a bound of its own.
         let deadline = Instant::now() + SAVE_STATE_BOUND;
         loop {
-            if let Some(result) = state.saved.take() {
-                return Ok((result?, state));
+            match state.saved.take() {
+                Some((answered, result)) if answered == seq => return Ok((result?, state)),
+                // An answer for a caller that gave up waiting: drop it.
+                Some(_) | None => {}
             }
             state = self.wait_done(state, deadline, SAVE_STATE_BOUND)?;
         }
@@ -346,8 +367,7 @@ impl Platform {
     fn attach(&mut self, backend: Box<dyn Backend>, generation: u64) -> Result<(), PlatformError> {
         match self.config.execution {
             Execution::Inline => {
-                let response = Vec::with_capacity(backend.buffer_size());
-                self.shared.lock().inline = Some(InlineBackend { backend, response });
+                self.shared.lock().inline = Some(InlineBackend::new(backend));
             }
             Execution::Worker => {
                 let shared = self.shared.clone();
@@ -399,7 +419,12 @@ impl Platform {
     pub fn reset(&self) {
         let mut state = self.shared.lock();
         state.device.reset();
-        state.jobs.clear();
+        // Commands die with the reset; a save or resume in progress does not.
+        state
+            .jobs
+            .retain(|j| matches!(j, Job::SaveState(_) | Job::ResumeSource(_)));
+        state.job_command.fill(0);
+        state.job_command.clear();
         self.shared.queue(&mut state, Job::ResetBackend);
         run_inline_jobs(&mut state);
         drop(state);
@@ -411,22 +436,38 @@ impl Platform {
     /// on its own; its late answer is dropped as stale.
     pub fn replace_backend(&mut self, mut backend: Box<dyn Backend>) -> Result<(), PlatformError> {
         let fresh = Self::device_for(&mut *backend, &self.config)?;
+        self.canceller = backend.canceller();
+        self.backend_name = backend.name();
+        let mut for_worker = Some(backend);
         let generation = {
             let mut state = self.shared.lock();
             state.generation += 1;
             state.jobs.clear();
             state.device = fresh;
             let capacity = state.device.transfer_limit();
+            state.job_command.fill(0);
             state.job_command = Vec::with_capacity(capacity);
             state.last_error = None;
-            state.inline = None;
+            // The old worker may still be inside the old backend; it is no
+            // longer this platform's business.
+            state.busy = false;
+            state.inline = match (self.config.execution, for_worker.take()) {
+                // Installed under the same lock, so no Start can slip in
+                // between and find no backend.
+                (Execution::Inline, Some(backend)) => Some(InlineBackend::new(backend)),
+                (_, backend) => {
+                    for_worker = backend;
+                    None
+                }
+            };
             state.generation
         };
         self.shared.work.notify_all();
-        self.canceller = backend.canceller();
-        self.backend_name = backend.name();
         self.workers.retain(|w| !w.is_finished());
-        self.attach(backend, generation)
+        match for_worker {
+            Some(backend) => self.attach(backend, generation),
+            None => Ok(()),
+        }
     }
 }
 
@@ -495,6 +536,7 @@ fn worker(shared: Arc<Shared>, mut backend: Box<dyn Backend>, generation: u64) {
         command.clear();
         let mut state = shared.lock();
         if state.generation != generation {
+            response.fill(0);
             return;
         }
         state.busy = false;
@@ -509,7 +551,7 @@ enum Outcome {
     Executed(Result<(), BackendError>),
     Established(Result<bool, BackendError>),
     Reset(Result<bool, BackendError>),
-    Saved(Result<Vec<u8>, BackendError>),
+    Saved(u64, Result<Vec<u8>, BackendError>),
 }
 
 fn run_job(
@@ -528,10 +570,11 @@ fn run_job(
                 .and_then(|()| backend.established()),
         ),
         Job::ResetBackend => Outcome::Reset(backend.reset().and_then(|()| backend.established())),
-        Job::SaveState => Outcome::Saved(backend.save_state()),
-        Job::ResumeSource => {
-            Outcome::Saved(backend.resume_after_failed_migration().map(|()| Vec::new()))
-        }
+        Job::SaveState(seq) => Outcome::Saved(seq, backend.save_state()),
+        Job::ResumeSource(seq) => Outcome::Saved(
+            seq,
+            backend.resume_after_failed_migration().map(|()| Vec::new()),
+        ),
     }
 }
 
@@ -556,8 +599,13 @@ fn finish_job(state: &mut State, job: Job, outcome: Outcome, response: &mut Vec<
         (_, Outcome::Established(Ok(flag)) | Outcome::Reset(Ok(flag))) => {
             state.device.set_established(flag)
         }
-        (_, Outcome::Established(Err(e)) | Outcome::Reset(Err(e))) => failed(state, e),
-        (_, Outcome::Saved(result)) => state.saved = Some(result),
+        (_, Outcome::Established(Err(e)) | Outcome::Reset(Err(e))) => {
+            // The flag is unchanged; this also lets the guest ask again.
+            let flag = state.device.established();
+            state.device.set_established(flag);
+            failed(state, e);
+        }
+        (_, Outcome::Saved(seq, result)) => state.saved = Some((seq, result)),
         (_, Outcome::Executed(_)) => {}
     }
     response.fill(0);

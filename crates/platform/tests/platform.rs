@@ -170,3 +170,68 @@ fn reset_establishment_reaches_the_backend() {
     }
     panic!("established flag never cleared");
 }
+
+#[test]
+fn after_a_command_timeout_the_next_command_gets_its_own_answer() {
+    let first = Arc::new(AtomicBool::new(true));
+    let slow = first.clone();
+    let p = Platform::new(
+        Box::new(FnBackend::new(4096, move |_, cmd, rsp| {
+            if slow.swap(false, Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            rsp.extend_from_slice(cmd);
+            Ok(())
+        })),
+        PlatformConfig::default(),
+    )
+    .unwrap();
+    let mut driver = p.driver();
+    driver.set_timeouts(vtpm_guest::Timeouts {
+        command: Duration::from_millis(100),
+        ..Default::default()
+    });
+    let one = vtpm_wire::commands::get_random(1);
+    assert!(matches!(
+        driver.transmit(0, &one),
+        Err(DriverError::Timeout {
+            register: "CTRL_START",
+            bit: "Start",
+            ..
+        })
+    ));
+    let two = vtpm_wire::commands::get_random(2);
+    assert_eq!(
+        driver.transmit(0, &two).unwrap(),
+        two,
+        "not the first command's late answer"
+    );
+}
+
+#[test]
+fn save_after_replacing_a_hung_backend_is_not_busy() {
+    let release = Arc::new(AtomicBool::new(false));
+    let gate = release.clone();
+    let mut p = Platform::new(
+        Box::new(FnBackend::new(4096, move |_, cmd, rsp| {
+            while !gate.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            rsp.extend_from_slice(cmd);
+            Ok(())
+        })),
+        PlatformConfig::default(),
+    )
+    .unwrap();
+    let mut bus = p.bus();
+    bus.write_u32(0x08, 1);
+    bus.write(0x80, &vtpm_wire::commands::get_random(1));
+    bus.write_u32(0x4C, 1);
+    std::thread::sleep(Duration::from_millis(20));
+    p.replace_backend(Box::new(FnBackend::echo(4096))).unwrap();
+    assert!(
+        p.save(Duration::from_millis(300)).is_ok(),
+        "the hung worker is not this platform's"
+    );
+    release.store(true, Ordering::SeqCst);
+}
