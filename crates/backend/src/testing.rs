@@ -60,6 +60,18 @@ impl FnBackend {
         })
     }
 
+    /// An echo that holds each command until `open` is true: a backend
+    /// that is slow, or hung, for as long as a test wants.
+    pub fn gated_echo(buffer_size: usize, open: Arc<std::sync::atomic::AtomicBool>) -> Self {
+        Self::new(buffer_size, move |_, cmd, rsp| {
+            while !open.load(Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            rsp.extend_from_slice(cmd);
+            Ok(())
+        })
+    }
+
     /// The counter behind this backend's canceller.
     pub fn cancel_counter(&self) -> Arc<CancelCounter> {
         self.cancels.clone()

@@ -64,15 +64,8 @@ fn backend_state_moves_with_the_device() {
 #[test]
 fn save_waits_for_a_running_command_within_its_bound() {
     let gate = Arc::new(AtomicBool::new(false));
-    let open = gate.clone();
     let p = Platform::new(
-        Box::new(FnBackend::new(4096, move |_, cmd, rsp| {
-            while !open.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            rsp.extend_from_slice(cmd);
-            Ok(())
-        })),
+        Box::new(FnBackend::gated_echo(4096, gate.clone())),
         PlatformConfig::default(),
     )
     .unwrap();

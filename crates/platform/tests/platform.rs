@@ -211,15 +211,8 @@ fn after_a_command_timeout_the_next_command_gets_its_own_answer() {
 #[test]
 fn save_after_replacing_a_hung_backend_is_not_busy() {
     let release = Arc::new(AtomicBool::new(false));
-    let gate = release.clone();
     let mut p = Platform::new(
-        Box::new(FnBackend::new(4096, move |_, cmd, rsp| {
-            while !gate.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            rsp.extend_from_slice(cmd);
-            Ok(())
-        })),
+        Box::new(FnBackend::gated_echo(4096, release.clone())),
         PlatformConfig::default(),
     )
     .unwrap();
