@@ -120,6 +120,19 @@ pub fn success(a: &Answer<'_>) -> Result<(), String> {
     }
 }
 
+/// TPM2_Startup(CLEAR), tolerating a TPM that is already started.
+fn startup<M: Mmio>(r: &mut Runner<'_, M>) {
+    r.step("startup", &commands::startup(TPM_SU_CLEAR), |a| {
+        if a.rc.is_success() {
+            Ok(("started".into(), ()))
+        } else if a.rc == ResponseCode::INITIALIZE {
+            Ok(("already started (TPM_RC_INITIALIZE)".into(), ()))
+        } else {
+            Err(format!("TPM answered {}", a.rc))
+        }
+    });
+}
+
 /// What the classic steps learnt that later steps need.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Learnt {
@@ -134,15 +147,7 @@ pub struct Learnt {
 /// properties, the fixed properties (a multi-piece response on small
 /// windows), and `full_frame`.
 pub fn classic_steps<M: Mmio>(r: &mut Runner<'_, M>, backend_buffer: usize) -> Learnt {
-    r.step("startup", &commands::startup(TPM_SU_CLEAR), |a| {
-        if a.rc.is_success() {
-            Ok(("started".into(), ()))
-        } else if a.rc == ResponseCode::INITIALIZE {
-            Ok(("already started (TPM_RC_INITIALIZE)".into(), ()))
-        } else {
-            Err(format!("TPM answered {}", a.rc))
-        }
-    });
+    startup(r);
     r.step("get_random", &commands::get_random(32), |a| {
         let bytes = commands::parse_get_random(a.bytes).map_err(|e| e.to_string())?;
         if bytes.len() == 32 {
@@ -262,13 +267,7 @@ pub fn hex(bytes: &[u8]) -> String {
 /// Starts the TPM (tolerating an earlier Startup) and reads its fixed
 /// properties, for `vtpm probe`.
 pub fn properties<M: Mmio>(r: &mut Runner<'_, M>) -> Vec<(u32, u32)> {
-    r.step("startup", &commands::startup(TPM_SU_CLEAR), |a| {
-        if a.rc.is_success() || a.rc == ResponseCode::INITIALIZE {
-            Ok((String::new(), ()))
-        } else {
-            Err(format!("TPM answered {}", a.rc))
-        }
-    });
+    startup(r);
     r.step(
         "fixed_properties",
         &commands::get_capability(TPM_CAP_TPM_PROPERTIES, TPM_PT_FAMILY_INDICATOR, 64),

@@ -95,10 +95,25 @@ enum Job {
         locality: u8,
     },
     ResetBackend,
-    /// Control jobs carry a sequence number, so an answer is taken only by
-    /// the caller that asked for it.
-    SaveState(u64),
-    ResumeSource(u64),
+    /// A control job, with a sequence number so its answer is taken only
+    /// by the caller that asked for it.
+    Control(Control, u64),
+}
+
+/// Work on the backend whose answer a caller waits for.
+#[derive(Clone, Copy)]
+enum Control {
+    SaveState,
+    ResumeSource,
+}
+
+impl Control {
+    fn run(self, backend: &mut dyn Backend) -> Result<Vec<u8>, BackendError> {
+        match self {
+            Self::SaveState => backend.save_state(),
+            Self::ResumeSource => backend.resume_after_failed_migration().map(|()| Vec::new()),
+        }
+    }
 }
 
 struct State {
@@ -246,7 +261,7 @@ impl Platform {
             state = self.wait_done(state, deadline, bound)?;
         }
         let device = state.device.snapshot();
-        let (backend, state) = self.on_backend(state, Job::SaveState, |b| b.save_state())?;
+        let (backend, state) = self.on_backend(state, Control::SaveState)?;
         drop(state);
         let name = self.backend_name.as_bytes();
         let mut out = Vec::with_capacity(32 + device.len() + backend.len());
@@ -268,16 +283,15 @@ impl Platform {
     fn on_backend<'a>(
         &'a self,
         mut state: MutexGuard<'a, State>,
-        job: fn(u64) -> Job,
-        inline: impl FnOnce(&mut dyn Backend) -> Result<Vec<u8>, BackendError>,
+        control: Control,
     ) -> Result<(Vec<u8>, MutexGuard<'a, State>), PlatformError> {
         if let Some(i) = state.inline.as_mut() {
-            let answer = inline(&mut *i.backend)?;
+            let answer = control.run(&mut *i.backend)?;
             return Ok((answer, state));
         }
         state.control_seq += 1;
         let seq = state.control_seq;
-        self.shared.queue(&mut state, job(seq));
+        self.shared.queue(&mut state, Job::Control(control, seq));
         self.shared.work.notify_all();
         // This is the backend's own work (a state blob can take a while);
         // it gets a bound of its own.
@@ -298,9 +312,7 @@ impl Platform {
     /// capability).
     pub fn resume_after_failed_migration(&self) -> Result<(), PlatformError> {
         let state = self.shared.lock();
-        let (_, _state) = self.on_backend(state, Job::ResumeSource, |b| {
-            b.resume_after_failed_migration().map(|()| Vec::new())
-        })?;
+        let (_, _state) = self.on_backend(state, Control::ResumeSource)?;
         Ok(())
     }
 
@@ -420,9 +432,7 @@ impl Platform {
         let mut state = self.shared.lock();
         state.device.reset();
         // Commands die with the reset; a save or resume in progress does not.
-        state
-            .jobs
-            .retain(|j| matches!(j, Job::SaveState(_) | Job::ResumeSource(_)));
+        state.jobs.retain(|j| matches!(j, Job::Control(..)));
         state.job_command.fill(0);
         state.job_command.clear();
         self.shared.queue(&mut state, Job::ResetBackend);
@@ -570,11 +580,7 @@ fn run_job(
                 .and_then(|()| backend.established()),
         ),
         Job::ResetBackend => Outcome::Reset(backend.reset().and_then(|()| backend.established())),
-        Job::SaveState(seq) => Outcome::Saved(seq, backend.save_state()),
-        Job::ResumeSource(seq) => Outcome::Saved(
-            seq,
-            backend.resume_after_failed_migration().map(|()| Vec::new()),
-        ),
+        Job::Control(control, seq) => Outcome::Saved(seq, control.run(backend)),
     }
 }
 
