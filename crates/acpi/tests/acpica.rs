@@ -31,9 +31,9 @@ fn assert_tpm2_header(decoded: &Disassembly, table: &[u8]) {
     assert_eq!(decoded.expect_field("Asl Compiler ID"), "\"VTPM\"");
     assert_eq!(decoded.hex_field("Reserved"), 0);
     assert_eq!(
-        decoded.expect_field("Method Parameters"),
-        "00",
-        "CRB and TIS take no start method parameters"
+        decoded.field_text("Method Parameters"),
+        Some("00 00 00 00 00 00 00 00 00 00 00 00"),
+        "CRB and TIS take 12 zero parameter bytes"
     );
 }
 

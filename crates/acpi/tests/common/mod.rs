@@ -46,11 +46,18 @@ impl Disassembly {
     /// `"Table Length"` is `"0000004C"`. Only the first word is returned;
     /// `None` when the listing has no such field.
     pub fn field(&self, name: &str) -> Option<&str> {
+        self.field_text(name)
+            .map(|value| value.split_whitespace().next().unwrap_or(""))
+    }
+
+    /// The whole value of a data-table field, trimmed, e.g. every byte of
+    /// a byte-array field.
+    pub fn field_text(&self, name: &str) -> Option<&str> {
         self.dsl.lines().find_map(|line| {
             let rest = line.trim_start().strip_prefix('[')?;
             let (_, rest) = rest.split_once(']')?;
             let (field, value) = rest.split_once(" : ")?;
-            (field.trim() == name).then(|| value.split_whitespace().next().unwrap_or(""))
+            (field.trim() == name).then(|| value.trim())
         })
     }
 
