@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
 # Runs vtpm's whole test suite on a fresh machine: installs what the tests
-# need (swtpm from Debian's packages, for the swtpm backend tests), then
+# need (Debian packages of the real components below), then
 # runs every test of the workspace, doctests included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need_swtpm() { ! command -v swtpm >/dev/null 2>&1 || ! command -v swtpm_setup >/dev/null 2>&1; }
-if need_swtpm; then
-  echo "test.sh: swtpm is missing; installing Debian's swtpm and swtpm-tools" >&2
+# Debian packages the tests drive as real components: swtpm (the swtpm
+# backend's oracle), ACPICA's disassembler and dtc (they decode vtpm-acpi's
+# tables and device-tree node).
+missing=()
+command -v swtpm >/dev/null 2>&1 || missing+=(swtpm)
+command -v swtpm_setup >/dev/null 2>&1 || missing+=(swtpm-tools)
+command -v iasl >/dev/null 2>&1 || missing+=(acpica-tools)
+command -v dtc >/dev/null 2>&1 || missing+=(device-tree-compiler)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "test.sh: installing Debian's ${missing[*]}" >&2
   sudo=""
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq swtpm swtpm-tools >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 swtpm --version >&2
 
