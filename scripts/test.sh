@@ -13,6 +13,12 @@ command -v swtpm >/dev/null 2>&1 || missing+=(swtpm)
 command -v swtpm_setup >/dev/null 2>&1 || missing+=(swtpm-tools)
 command -v iasl >/dev/null 2>&1 || missing+=(acpica-tools)
 command -v dtc >/dev/null 2>&1 || missing+=(device-tree-compiler)
+# QEMU booting Debian's own kernel with a busybox initramfs: the guest's
+# Linux TPM drivers are the client of the QEMU tests.
+command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)
+ls /boot/vmlinuz-* >/dev/null 2>&1 || missing+=(linux-image-amd64)
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || missing+=(busybox-static)
+command -v cpio >/dev/null 2>&1 || missing+=(cpio)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "test.sh: installing Debian's ${missing[*]}" >&2
   sudo=""
