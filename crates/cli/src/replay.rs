@@ -539,6 +539,7 @@ fn read(mmio: &mut impl Mmio, locality: u8, offset: u64, size: usize) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn parses_every_step_kind() {
@@ -604,5 +605,168 @@ mod tests {
             Transcript::parse("{\"write\": {\"offset\": 0, \"value\": 0}}\n{\"config\": {}}")
                 .unwrap_err();
         assert!(late.to_string().contains("first line"));
+    }
+
+    /// Transcripts `replay` may meet: the shipped ones without their waits
+    /// (a mutated wait could legitimately poll for minutes).
+    fn seeds() -> Vec<String> {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../../transcripts");
+        let mut seeds: Vec<String> = std::fs::read_dir(root)
+            .unwrap()
+            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+            .map(|t| {
+                t.lines()
+                    .filter(|l| !l.contains("\"wait\""))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .collect();
+        seeds.sort();
+        assert!(!seeds.is_empty());
+        seeds
+    }
+
+    fn sim() -> BackendArgs {
+        BackendArgs {
+            backend: crate::backends::BackendKind::Sim,
+            buffer_size: None,
+            timeout: None,
+            swtpm_binary: None,
+            swtpm_state_dir: None,
+            swtpm_ctrl: None,
+            swtpm_data: None,
+            shutdown: false,
+        }
+    }
+
+    /// What `vtpm replay` exits with for `text`; every message it would
+    /// print names a line.
+    fn exit_code(text: &str) -> u8 {
+        match replay(text, &sim()) {
+            Ok(Ok(_)) => 0,
+            Ok(Err(e)) => {
+                assert!(e.to_string().starts_with("line "), "{e}");
+                1
+            }
+            Err(e) => {
+                assert!(e.to_string().starts_with("line "), "{e}");
+                2
+            }
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Edit {
+        Replace(usize, u8),
+        Insert(usize, u8),
+        Delete(usize),
+    }
+
+    fn edit() -> impl Strategy<Value = Edit> {
+        // Bytes that matter to the parser, and any byte at all.
+        let byte = prop_oneof![
+            prop::sample::select(b"{}[]\":,0123456789abcdefxX-. \n\\".to_vec()),
+            any::<u8>(),
+        ];
+        prop_oneof![
+            (any::<usize>(), byte.clone()).prop_map(|(i, b)| Edit::Replace(i, b)),
+            (any::<usize>(), byte).prop_map(|(i, b)| Edit::Insert(i, b)),
+            any::<usize>().prop_map(Edit::Delete),
+        ]
+    }
+
+    fn mutate(seed: &str, edits: &[Edit]) -> String {
+        let mut bytes = seed.as_bytes().to_vec();
+        for e in edits {
+            let n = bytes.len().max(1);
+            match *e {
+                Edit::Replace(i, b) if !bytes.is_empty() => bytes[i % n] = b,
+                Edit::Insert(i, b) => bytes.insert(i % (bytes.len() + 1), b),
+                Edit::Delete(i) if !bytes.is_empty() => {
+                    bytes.remove(i % n);
+                }
+                _ => {}
+            }
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    #[test]
+    fn the_shipped_transcripts_without_waits_still_parse_and_run() {
+        for seed in seeds() {
+            assert!(exit_code(&seed) <= 1, "{seed}");
+        }
+    }
+
+    /// A line of one step kind with random keys and values, misspelt keys
+    /// and out-of-range numbers among them.
+    fn random_line() -> impl Strategy<Value = String> {
+        let kind = prop::sample::select(vec![
+            "write",
+            "read",
+            "window_write",
+            "window_read",
+            "config",
+            "bogus",
+        ]);
+        let key = prop::sample::select(vec![
+            "locality",
+            "offset",
+            "size",
+            "value",
+            "expect",
+            "mask",
+            "hex",
+            "expect_hex",
+            "len",
+            "window",
+            "chunking",
+            "localty",
+        ]);
+        let value = prop_oneof![
+            any::<u64>().prop_map(|n| n.to_string()),
+            any::<i64>().prop_map(|n| n.to_string()),
+            (0u64..0x2000).prop_map(|n| n.to_string()),
+            any::<u64>().prop_map(|n| format!("\"{n:#x}\"")),
+            "[0-9a-fxX\u{e9} ]{0,12}".prop_map(|s| format!("{s:?}")),
+            prop::sample::select(vec![
+                "1e30",
+                "-0.5",
+                "null",
+                "\"on\"",
+                "99999999999999999999999"
+            ])
+            .prop_map(str::to_string),
+        ];
+        (kind, prop::collection::vec((key, value), 0..5)).prop_map(|(kind, fields)| {
+            let body: Vec<String> = fields.iter().map(|(k, v)| format!("{k:?}: {v}")).collect();
+            format!("{{{kind:?}: {{{}}}}}", body.join(", "))
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+
+        #[test]
+        fn mutated_transcripts_exit_0_1_or_2_and_never_panic(
+            pick in any::<prop::sample::Index>(),
+            edits in prop::collection::vec(edit(), 1..8),
+        ) {
+            let seeds = seeds();
+            let text = mutate(&seeds[pick.index(seeds.len())], &edits);
+            prop_assert!(exit_code(&text) <= 2);
+        }
+
+        #[test]
+        fn random_text_exits_0_1_or_2_and_never_panics(text in "\\PC{0,200}") {
+            prop_assert!(exit_code(&text) <= 2);
+        }
+
+        #[test]
+        fn random_steps_exit_0_1_or_2_and_never_panic(
+            lines in prop::collection::vec(random_line(), 0..6),
+        ) {
+            prop_assert!(exit_code(&lines.join("\n")) <= 2);
+        }
     }
 }
