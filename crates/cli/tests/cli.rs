@@ -534,3 +534,95 @@ fn malformed_transcripts_exit_2_with_the_line_and_the_cause() {
         assert!(!err.contains("panicked"), "{name}: {err}");
     }
 }
+
+/// The text of `path` under the workspace root.
+fn workspace_file(path: &str) -> String {
+    std::fs::read_to_string(format!("{}/../../{path}", env!("CARGO_MANIFEST_DIR")))
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Package name → its manifest, for every crate under crates/.
+fn packages() -> Vec<(String, String)> {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    std::fs::read_dir(root)
+        .unwrap()
+        .filter_map(|e| std::fs::read_to_string(e.unwrap().path().join("Cargo.toml")).ok())
+        .map(|manifest| {
+            let name = manifest
+                .lines()
+                .find_map(|l| l.strip_prefix("name = \""))
+                .and_then(|l| l.strip_suffix('"'))
+                .unwrap()
+                .to_string();
+            (name, manifest)
+        })
+        .collect()
+}
+
+#[test]
+fn the_readme_keeps_two_set_up_commands_and_names_only_benches_that_exist() {
+    let readme = workspace_file("README.md");
+    let setup = &readme[readme.find("## Set-up").unwrap()..readme.find("## The tool").unwrap()];
+    let commands: Vec<&str> = setup
+        .split("```sh\n")
+        .skip(1)
+        .map(|block| block.split("```").next().unwrap().trim())
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            "cargo run --release -p vtpm -- exercise",
+            "./scripts/test.sh"
+        ]
+    );
+    assert!(readme.contains("cargo install --path crates/cli"));
+    let cli = workspace_file("crates/cli/Cargo.toml");
+    assert!(cli.contains("name = \"vtpm\"\npath = \"src/main.rs\""));
+    let packages = packages();
+    let mut benches = 0;
+    for mention in readme.split("cargo bench -p ").skip(1) {
+        let words: Vec<&str> = mention
+            .split(|c: char| c.is_whitespace() || c == '`')
+            .take(3)
+            .collect();
+        let (_, manifest) = packages
+            .iter()
+            .find(|(name, _)| name == words[0])
+            .unwrap_or_else(|| panic!("README benches package {} that does not exist", words[0]));
+        assert!(manifest.contains("[[bench]]"), "{} has no bench", words[0]);
+        if words.get(1) == Some(&"--bench") {
+            assert!(
+                manifest.contains(&format!("[[bench]]\nname = \"{}\"", words[2])),
+                "{} has no bench {}",
+                words[0],
+                words[2]
+            );
+        }
+        benches += 1;
+    }
+    assert_eq!(benches, 2);
+}
+
+#[test]
+fn the_readme_says_which_examples_need_the_testing_feature() {
+    let readme = workspace_file("README.md");
+    assert!(readme.contains("[dependencies]"));
+    for (crate_dir, dep) in [
+        ("crb", "vtpm-crb"),
+        ("backend", "vtpm-backend"),
+        ("platform", "vtpm-platform"),
+    ] {
+        assert!(
+            readme.contains(&format!(
+                "{dep} = {{ path = \"../vtpm/crates/{crate_dir}\" }}"
+            )),
+            "{dep}"
+        );
+    }
+    for example in ["crates/guest/README.md", "crates/platform/README.md"] {
+        if workspace_file(example).contains("vtpm_backend::testing") {
+            assert!(readme.contains(example), "{example}");
+        }
+    }
+    assert!(readme.contains("features = [\"testing\"]"));
+}
