@@ -330,12 +330,19 @@ impl Transcript {
                     )
                     .map_err(err)?;
                     let size = size(body).map_err(err)?;
+                    let expect = field(body, "expect").map_err(err)?;
+                    let mask = optional(body, "mask", u64::MAX).map_err(err)?;
+                    if size < 8 && (expect & mask) >> (size * 8) != 0 {
+                        return Err(err(format!(
+                            "expect {expect:#x} does not fit {size} bytes, so it can never match"
+                        )));
+                    }
                     Step::Read {
                         locality: locality(body).map_err(err)?,
                         offset: register_offset(body, size).map_err(err)?,
                         size,
-                        expect: field(body, "expect").map_err(err)?,
-                        mask: optional(body, "mask", u64::MAX).map_err(err)?,
+                        expect,
+                        mask,
                     }
                 }
                 "window_write" => {
@@ -387,11 +394,19 @@ impl Transcript {
                             "timeout_ms {timeout_ms} is above {MAX_WAIT_MS}"
                         )));
                     }
+                    let mask = optional(body, "mask", u64::from(u32::MAX)).map_err(err)?;
+                    let value = field(body, "value").map_err(err)?;
+                    if value & !(mask & u64::from(u32::MAX)) != 0 {
+                        return Err(err(format!(
+                            "value {value:#x} has bits outside the 32-bit mask {mask:#x}, \
+                             so the wait could never end"
+                        )));
+                    }
                     Step::Wait {
                         locality: locality(body).map_err(err)?,
                         offset: register_offset(body, 4).map_err(err)?,
-                        mask: optional(body, "mask", u64::from(u32::MAX)).map_err(err)?,
-                        value: field(body, "value").map_err(err)?,
+                        mask,
+                        value,
                         timeout: Duration::from_millis(timeout_ms),
                     }
                 }

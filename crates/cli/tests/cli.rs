@@ -429,6 +429,16 @@ fn the_state_dir_gets_its_last_component_created_and_no_more() {
     ]);
     assert_ok(&out);
     assert!(last.is_dir());
+    // The swtpm vtpm spawned has ended and released the state directory's
+    // lock: a second run on the same directory starts.
+    let out = vtpm(&[
+        "probe",
+        "--backend",
+        "swtpm",
+        "--swtpm-state-dir",
+        last.to_str().unwrap(),
+    ]);
+    assert_ok(&out);
     std::fs::remove_dir_all(&base).unwrap();
 }
 
@@ -525,6 +535,21 @@ fn malformed_transcripts_exit_2_with_the_line_and_the_cause() {
             "line 1: value 0x100 does not fit 1 bytes",
         ),
         ("not-utf8", b"{\"write\": \xff}\n", "not UTF-8"),
+        (
+            "never-matching-read",
+            b"{\"read\": {\"offset\": 0, \"size\": 1, \"expect\": 256}}\n",
+            "line 1: expect 0x100 does not fit 1 bytes",
+        ),
+        (
+            "endless-wait",
+            b"{\"wait\": {\"offset\": 0, \"mask\": 1, \"value\": 2}}\n",
+            "line 1: value 0x2 has bits outside the 32-bit mask 0x1",
+        ),
+        (
+            "too-long-wait",
+            b"{\"wait\": {\"offset\": 0, \"value\": 0, \"timeout_ms\": 3600000}}\n",
+            "line 1: timeout_ms 3600000 is above 600000",
+        ),
     ];
     for (name, text, needle) in cases {
         let out = replay_text(name, text);
