@@ -72,7 +72,7 @@ impl Watch {
                 (
                     format!(
                         "the {bytes}-byte response exceeds the {}-byte window and the device \
-                         does not advertise CapCRBChunk (chunking off); the device is now in \
+                         does not advertise CapCRBChunk; the device is now in \
                          its fatal error state",
                         self.window
                     ),
