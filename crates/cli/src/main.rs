@@ -115,7 +115,10 @@ enum Command {
   {\"window_write\": {\"locality\": 0, \"offset\": 0, \"hex\": \"8001...\"}}\n\
   {\"window_read\": {\"locality\": 0, \"offset\": 0, \"len\": 10, \"expect_hex\": \"8001xxxxxxxx00000000\"}}\n\
   {\"wait\": {\"locality\": 0, \"offset\": 76, \"mask\": 1, \"value\": 0, \"timeout_ms\": 2000}}\n\
-Exits 0 when every expectation holds; otherwise names the first line that failed."
+Register offsets stay inside the locality's 4 KiB page, window accesses inside the window.\n\
+Exits 0 when every expectation holds; 1 naming the first line that failed; 2 naming the line\n\
+that cannot be run (not JSON, unknown step or key, a number out of range, an access outside\n\
+the device, a wait over 600000 ms, or no step at all)."
     )]
     Replay {
         /// The transcript file.
