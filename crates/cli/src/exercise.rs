@@ -4,13 +4,14 @@
 use std::time::Instant;
 
 use sha2::{Digest, Sha256, Sha512};
-use vtpm_guest::{CrbDriver, Mmio, TransmitOptions};
+use vtpm_guest::{CrbDriver, DriverError, Mmio, TransmitOptions};
 use vtpm_wire::commands::{self, Response};
 use vtpm_wire::consts::*;
 use vtpm_wire::pqc::{self, MlDsaParameterSet, MlKemParameterSet, PublicArea};
 use vtpm_wire::{cc, ResponseCode};
 
 use crate::report::{rc_string, StepReport};
+use crate::watch::{Monitor, Outcome};
 
 /// The PCR the workload extends: the debug PCR, which every locality may
 /// extend and reset under the PC Client profile.
@@ -23,8 +24,67 @@ pub struct Runner<'a, M: Mmio> {
     response: Vec<u8>,
     /// Every step so far.
     pub steps: Vec<StepReport>,
-    /// Called after each step (for live output).
-    pub on_step: Box<dyn FnMut(&StepReport) + 'a>,
+    /// Called after each step (for live output); returns false when the
+    /// output is gone (a closed pipe), which ends the run quietly.
+    pub on_step: Box<dyn FnMut(&StepReport) -> bool + 'a>,
+    /// Why the run stopped early, if it did: later steps are not run.
+    pub stopped: Option<Stop>,
+    watch: Option<Watch>,
+}
+
+/// Why a run stopped before its last step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop {
+    /// A step failed in a way every later step would repeat (the backend
+    /// failed, or the device is in its fatal error state).
+    Failure {
+        /// The step that failed.
+        step: String,
+        /// Why.
+        cause: String,
+    },
+    /// Standard output was closed (e.g. `| head -1`).
+    OutputClosed,
+}
+
+/// What the runner needs to explain a failure the device only signals.
+#[derive(Debug, Clone)]
+pub struct Watch {
+    /// Sees each backend command's outcome.
+    pub monitor: Monitor,
+    /// The CRB data window.
+    pub window: usize,
+    /// Whether the device advertises CapCRBChunk.
+    pub chunking: bool,
+}
+
+impl Watch {
+    /// The cause of a failed transmit, and whether it ends the run.
+    fn explain(&self, e: &DriverError) -> (String, bool) {
+        let last = self.monitor.last();
+        if let Some(failure) = last.as_ref().and_then(Outcome::failure) {
+            return (failure, true);
+        }
+        match (e, last) {
+            (DriverError::Fatal, Some(Outcome::Answered { bytes, .. }))
+                if !self.chunking && bytes > self.window =>
+            {
+                (
+                    format!(
+                        "the {bytes}-byte response exceeds the {}-byte window and the device \
+                         does not advertise CapCRBChunk; the device is now in \
+                         its fatal error state",
+                        self.window
+                    ),
+                    true,
+                )
+            }
+            (DriverError::Fatal | DriverError::Timeout { .. }, _) => {
+                (format!("transport: {e}"), true)
+            }
+            _ => (format!("transport: {e}"), false),
+        }
+    }
 }
 
 /// The answer a step's check sees.
@@ -43,8 +103,16 @@ impl<'a, M: Mmio> Runner<'a, M> {
             locality,
             response: Vec::new(),
             steps: Vec::new(),
-            on_step: Box::new(|_| {}),
+            on_step: Box::new(|_| true),
+            stopped: None,
+            watch: None,
         }
+    }
+
+    /// Explains failed steps with what `watch` saw, and stops the run after
+    /// a failure that every later step would repeat.
+    pub fn watch(&mut self, watch: Watch) {
+        self.watch = Some(watch);
     }
 
     /// Sends `command`; `check` judges the answer and returns a detail for
@@ -55,9 +123,21 @@ impl<'a, M: Mmio> Runner<'a, M> {
         command: &[u8],
         check: impl FnOnce(&Answer<'_>) -> Result<(String, T), String>,
     ) -> Option<T> {
+        if self.stopped.is_some() {
+            return None;
+        }
         let code = vtpm_wire::Header::parse(command)
             .map(|h| h.code)
             .unwrap_or(0);
+        if let Some(w) = &self.watch {
+            w.monitor.clear();
+        }
+        tracing::debug!(
+            step = name,
+            command = cc::name(code),
+            bytes = command.len(),
+            "step starts"
+        );
         let started = Instant::now();
         let result = self.driver.transmit_with(
             self.locality,
@@ -84,7 +164,19 @@ impl<'a, M: Mmio> Runner<'a, M> {
         };
         let mut value = None;
         match result {
-            Err(e) => report.detail = format!("transport: {e}"),
+            Err(e) => {
+                let (detail, fatal) = match &self.watch {
+                    Some(w) => w.explain(&e),
+                    None => (format!("transport: {e}"), false),
+                };
+                if fatal {
+                    self.stopped = Some(Stop::Failure {
+                        step: name.to_string(),
+                        cause: detail.clone(),
+                    });
+                }
+                report.detail = detail;
+            }
             Ok(_) => {
                 let rc = ResponseCode(
                     vtpm_wire::Header::parse(&self.response)
@@ -105,7 +197,19 @@ impl<'a, M: Mmio> Runner<'a, M> {
                 }
             }
         }
-        (self.on_step)(&report);
+        tracing::info!(
+            step = name,
+            rc = report.rc.as_deref().unwrap_or("-"),
+            ok = report.ok,
+            sent = report.chunks_sent,
+            received = report.chunks_received,
+            micros = report.micros,
+            "{}",
+            report.detail
+        );
+        if !(self.on_step)(&report) && self.stopped.is_none() {
+            self.stopped = Some(Stop::OutputClosed);
+        }
         self.steps.push(report);
         value
     }
@@ -265,19 +369,23 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// Starts the TPM (tolerating an earlier Startup) and reads its fixed
-/// properties, for `vtpm probe`.
-pub fn properties<M: Mmio>(r: &mut Runner<'_, M>) -> Vec<(u32, u32)> {
+/// properties, for `vtpm probe`; fails with the failing step's cause.
+pub fn properties<M: Mmio>(r: &mut Runner<'_, M>) -> Result<Vec<(u32, u32)>, String> {
     startup(r);
-    r.step(
+    let properties = r.step(
         "fixed_properties",
         &commands::get_capability(TPM_CAP_TPM_PROPERTIES, TPM_PT_FAMILY_INDICATOR, 64),
         |a| {
+            success(a)?;
             commands::parse_tpm_properties(a.bytes)
                 .map(|p| (String::new(), p))
                 .map_err(|e| e.to_string())
         },
-    )
-    .unwrap_or_default()
+    );
+    match r.steps.iter().find(|s| !s.ok) {
+        Some(failed) => Err(format!("{} failed: {}", failed.step, failed.detail)),
+        None => properties.ok_or_else(|| "no properties were read".to_string()),
+    }
 }
 
 /// The algorithms a TPM lists in GetCapability(TPM_CAP_ALGS).

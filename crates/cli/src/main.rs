@@ -1,21 +1,29 @@
 //! `vtpm`: run TPM traffic through a guest CRB driver, the vtpm CRB device
 //! and a backend, and report what moved.
 
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+use vtpm_backend::Backend;
 use vtpm_crb::ChunkPolicy;
-use vtpm_guest::CrbDriver;
+use vtpm_guest::{CrbDriver, Mmio, Timeouts};
 use vtpm_platform::{MigratingBus, Platform, PlatformConfig};
 
 mod backends;
 mod exercise;
+mod output;
+mod properties;
 mod replay;
 mod report;
+mod watch;
 
 use backends::{BackendArgs, BackendKind};
+use exercise::{Stop, Watch};
 use report::Summary;
+use watch::{Monitor, Watched};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -28,7 +36,12 @@ Examples:
 /// Run TPM 2.0 traffic through a guest CRB driver, the vtpm CRB device
 /// model (with PTP v1.07 chunking) and a backend, and report what moved.
 #[derive(Debug, Parser)]
-#[command(name = "vtpm", version, after_help = EXAMPLES)]
+#[command(
+    name = "vtpm",
+    version,
+    after_help = EXAMPLES,
+    disable_help_subcommand = true
+)]
 struct Cli {
     /// More log output on stderr (-v info, -vv debug, -vvv trace).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -102,7 +115,10 @@ enum Command {
   {\"window_write\": {\"locality\": 0, \"offset\": 0, \"hex\": \"8001...\"}}\n\
   {\"window_read\": {\"locality\": 0, \"offset\": 0, \"len\": 10, \"expect_hex\": \"8001xxxxxxxx00000000\"}}\n\
   {\"wait\": {\"locality\": 0, \"offset\": 76, \"mask\": 1, \"value\": 0, \"timeout_ms\": 2000}}\n\
-Exits 0 when every expectation holds; otherwise names the first line that failed."
+Register offsets stay inside the locality's 4 KiB page, window accesses inside the window.\n\
+Exits 0 when every expectation holds; 1 naming the first line that failed; 2 naming the line\n\
+that cannot be run (not JSON, unknown step or key, a number out of range, an access outside\n\
+the device, a wait over 600000 ms, or no step at all)."
     )]
     Replay {
         /// The transcript file.
@@ -110,49 +126,90 @@ Exits 0 when every expectation holds; otherwise names the first line that failed
         #[command(flatten)]
         backend: BackendArgs,
     },
+    /// Print the help of vtpm or of one of its commands.
+    Help {
+        /// The command to explain (exercise, probe, replay).
+        command: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let level = match cli.verbose {
-        0 => "warn",
-        1 => "info",
-        2 => "debug",
-        _ => "trace",
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("VTPM_LOG")
-                .unwrap_or_else(|_| level.into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(cli.verbose);
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("vtpm: error: {e}");
+            eprintln!("vtpm: error: {}", watch::chain(e.as_ref()));
             ExitCode::from(2)
         }
     }
 }
 
+/// Logs go to stderr, coloured only when stderr is a terminal; `VTPM_LOG`
+/// (a tracing filter) overrides `-v`.
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VTPM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 type AnyError = Box<dyn std::error::Error>;
 
-fn platform(backend: &BackendArgs, device: &DeviceArgs) -> Result<Platform, AnyError> {
-    let opened = backend.open().map_err(|e| {
-        format!(
-            "cannot open the {} backend: {e}",
-            format!("{:?}", backend.backend).to_lowercase()
-        )
-    })?;
-    Ok(Platform::new(
+/// The platform of `device` over the backend `backend` opens, whose
+/// commands `monitor` watches.
+fn platform(
+    backend: &BackendArgs,
+    device: &DeviceArgs,
+    monitor: &Monitor,
+) -> Result<Platform, AnyError> {
+    backend.validate()?;
+    let opened = backend.open_watched(monitor)?;
+    let platform = Platform::new(
         opened,
         PlatformConfig {
             window_size: device.window,
             chunking: device.chunking,
             ..PlatformConfig::default()
         },
-    )?)
+    )?;
+    tracing::info!(
+        window = device.window,
+        chunking = ?device.chunking,
+        "platform ready"
+    );
+    Ok(platform)
+}
+
+/// What the runner needs to explain failures on `platform`.
+fn watch(platform: &Platform, monitor: &Monitor) -> Watch {
+    let (window, chunking) =
+        platform.with_device(|d| (d.config().window_size, d.chunking_advertised()));
+    Watch {
+        monitor: monitor.clone(),
+        window,
+        chunking,
+    }
+}
+
+/// The driver's timeouts under `--timeout`. The driver waits longer than
+/// the backend, so a hung backend is reported with the backend's own cause
+/// before the driver gives up.
+fn driver_timeouts(timeout: Option<Duration>) -> Timeouts {
+    let mut timeouts = Timeouts::default();
+    if let Some(t) = timeout {
+        timeouts.command = t + t.max(Duration::from_secs(1));
+    }
+    timeouts
 }
 
 fn run(command: Command) -> Result<ExitCode, AnyError> {
@@ -170,7 +227,27 @@ fn run(command: Command) -> Result<ExitCode, AnyError> {
             json,
         } => run_probe(&backend, &device, json),
         Command::Replay { file, backend } => run_replay(&file, &backend),
+        Command::Help { command } => run_help(command.as_deref()),
     }
+}
+
+fn run_help(command: Option<&str>) -> Result<ExitCode, AnyError> {
+    let mut cli = Cli::command();
+    cli.build();
+    let help = match command {
+        None => cli.render_long_help(),
+        Some(name) => match cli.find_subcommand_mut(name) {
+            Some(sub) => sub.render_long_help(),
+            None => {
+                return Err(format!(
+                    "no command {name:?}; the commands are exercise, probe, replay and help"
+                )
+                .into())
+            }
+        },
+    };
+    output::line(help.to_string().trim_end());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_exercise(
@@ -180,25 +257,36 @@ fn run_exercise(
     json: bool,
     migrate: bool,
 ) -> Result<ExitCode, AnyError> {
-    let platform = platform(backend, device)?;
+    let monitor = Monitor::default();
+    let platform = platform(backend, device, &monitor)?;
+    let watch = watch(&platform, &monitor);
     let (buffer, chunking) =
         platform.with_device(|d| (d.config().backend_buffer, d.chunking_advertised()));
     let backend_name = platform.backend_name().to_string();
-    if !json {
-        println!("{}", report::table_header());
+    if !json && !output::line(&report::table_header()) {
+        return Ok(ExitCode::SUCCESS);
     }
     let print = move |s: &report::StepReport| {
         if json {
-            println!("{}", report::json_line(s));
+            output::line(&report::json_line(s))
         } else {
-            println!("{}", report::table_row(s));
+            output::line(&report::table_row(s))
         }
     };
-    let (steps, migrations) = if migrate {
+    let timeouts = driver_timeouts(backend.timeout);
+    let (steps, stopped, migrations) = if migrate {
         let args = backend.clone();
-        let bus = MigratingBus::new(platform, Box::new(move || args.open()));
+        let factory_monitor = monitor.clone();
+        let bus = MigratingBus::new(
+            platform,
+            Box::new(move || {
+                args.open()
+                    .map(|b| Box::new(Watched::new(b, factory_monitor.clone())) as Box<dyn Backend>)
+            }),
+        );
         let mut driver = CrbDriver::new(bus);
-        let steps = workload(&mut driver, locality, buffer, print);
+        driver.set_timeouts(timeouts);
+        let (steps, stopped) = workload(&mut driver, locality, buffer, watch, print);
         let bus = driver.mmio();
         if let Some(e) = bus.error() {
             return Err(format!(
@@ -207,10 +295,17 @@ fn run_exercise(
             )
             .into());
         }
-        (steps, Some(bus.migrations()))
+        (steps, stopped, Some(bus.migrations()))
     } else {
         let mut driver = platform.driver();
-        (workload(&mut driver, locality, buffer, print), None)
+        driver.set_timeouts(timeouts);
+        let (steps, stopped) = workload(&mut driver, locality, buffer, watch, print);
+        (steps, stopped, None)
+    };
+    let stopped = match stopped {
+        Some(Stop::OutputClosed) => return Ok(ExitCode::SUCCESS),
+        Some(Stop::Failure { step, cause }) => Some(format!("{step}: {cause}")),
+        None => None,
     };
     let failed = steps.iter().filter(|s| !s.ok).count();
     let summary = Summary {
@@ -221,11 +316,12 @@ fn run_exercise(
         steps: steps.len(),
         failed,
         migrations,
+        stopped,
     };
     if json {
-        println!("{}", report::json_summary(&summary));
+        output::line(&report::json_summary(&summary));
     } else {
-        println!("{}", report::table_summary(&summary));
+        output::line(&report::table_summary(&summary));
     }
     Ok(if failed == 0 {
         ExitCode::SUCCESS
@@ -234,28 +330,31 @@ fn run_exercise(
     })
 }
 
-/// The whole workload on `driver`; prints each step as it ends.
-fn workload<M: vtpm_guest::Mmio>(
+/// The whole workload on `driver`; prints each step as it ends. Returns
+/// the steps and why the run stopped early, if it did.
+fn workload<M: Mmio>(
     driver: &mut CrbDriver<M>,
     locality: u8,
     buffer: usize,
-    print: impl Fn(&report::StepReport) + 'static,
-) -> Vec<report::StepReport> {
+    watch: Watch,
+    print: impl Fn(&report::StepReport) -> bool + 'static,
+) -> (Vec<report::StepReport>, Option<Stop>) {
     let mut runner = exercise::Runner::new(driver, locality);
     runner.on_step = Box::new(print);
+    runner.watch(watch);
     exercise::classic_steps(&mut runner, buffer);
     exercise::pqc_steps(&mut runner);
-    runner.steps
+    (runner.steps, runner.stopped)
 }
 
 fn run_probe(backend: &BackendArgs, device: &DeviceArgs, json: bool) -> Result<ExitCode, AnyError> {
+    backend.validate()?;
     let mut out = serde_json::Map::new();
-    out.insert(
-        "backend".into(),
-        format!("{:?}", backend.backend).to_lowercase().into(),
-    );
+    out.insert("backend".into(), backend.backend.name().into());
+    let mut text = Vec::new();
     if backend.backend == BackendKind::Swtpm && backend.swtpm_ctrl.is_none() {
-        let info = vtpm_backend::swtpm::probe(backend.swtpm_config())?;
+        let info = vtpm_backend::swtpm::probe(backend.swtpm_config())
+            .map_err(|e| format!("cannot start swtpm: {}", watch::chain(&e)))?;
         out.insert(
             "swtpm".into(),
             serde_json::json!({
@@ -270,11 +369,10 @@ fn run_probe(backend: &BackendArgs, device: &DeviceArgs, json: bool) -> Result<E
                 "tpm_info": info.tpm_info_json.as_deref().and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok()),
             }),
         );
-        if !json {
-            println!("{info}");
-        }
+        text.push(info.to_string());
     }
-    let platform = platform(backend, device)?;
+    let monitor = Monitor::default();
+    let platform = platform(backend, device, &monitor)?;
     let (buffer, chunking, window) = platform.with_device(|d| {
         (
             d.config().backend_buffer,
@@ -282,10 +380,14 @@ fn run_probe(backend: &BackendArgs, device: &DeviceArgs, json: bool) -> Result<E
             d.config().window_size,
         )
     });
+    let watch = watch(&platform, &monitor);
     let mut driver = platform.driver();
+    driver.set_timeouts(driver_timeouts(backend.timeout));
     let info = driver.probe()?;
     let mut runner = exercise::Runner::new(&mut driver, 0);
-    let properties = exercise::properties(&mut runner);
+    runner.watch(watch);
+    let properties = exercise::properties(&mut runner)
+        .map_err(|cause| format!("cannot read the TPM properties: {cause}"))?;
     out.insert("backend_buffer".into(), buffer.into());
     out.insert("window".into(), window.into());
     out.insert("chunking_advertised".into(), chunking.into());
@@ -294,42 +396,47 @@ fn run_probe(backend: &BackendArgs, device: &DeviceArgs, json: bool) -> Result<E
         "tpm_properties".into(),
         properties
             .iter()
-            .map(|(k, v)| (format!("{k:#x}"), serde_json::Value::from(*v)))
+            .map(|(k, v)| (properties::label(*k), serde_json::Value::from(*v)))
             .collect::<serde_json::Map<_, _>>()
             .into(),
     );
     if json {
-        println!("{}", serde_json::Value::Object(out));
-    } else {
-        println!(
-            "backend buffer: {buffer} B; window {window} B; CapCRBChunk {}",
-            if chunking {
-                "advertised"
-            } else {
-                "not advertised"
-            }
-        );
-        println!("INTF_ID:        {:#010x}", info.intf_id);
-        for (k, v) in &properties {
-            println!("  TPM property {k:#x} = {v:#x}");
+        output::line(&serde_json::Value::Object(out).to_string());
+        return Ok(ExitCode::SUCCESS);
+    }
+    text.push(format!(
+        "backend buffer: {buffer} B; window {window} B; CapCRBChunk {}",
+        if chunking {
+            "advertised"
+        } else {
+            "not advertised"
+        }
+    ));
+    text.push(format!("INTF_ID:        {:#010x}", info.intf_id));
+    text.push("TPM properties:".into());
+    for (k, v) in &properties {
+        text.push(format!("  {:<28} {k:#07x} = {v:#x}", properties::label(*k)));
+    }
+    for line in text {
+        if !output::line(&line) {
+            break;
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_replay(file: &PathBuf, backend: &BackendArgs) -> Result<ExitCode, AnyError> {
-    let text = std::fs::read_to_string(file)
-        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
-    let transcript = replay::Transcript::parse(&text)?;
-    let device = DeviceArgs {
-        window: transcript.config.window.unwrap_or(3968),
-        chunking: transcript.config.chunking.unwrap_or_default(),
-    };
-    let platform = platform(backend, &device)?;
-    let mut bus = platform.bus();
-    match replay::run(&transcript, &mut bus) {
+fn run_replay(file: &Path, backend: &BackendArgs) -> Result<ExitCode, AnyError> {
+    let text = std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let text =
+        String::from_utf8(text).map_err(|e| format!("{}: not UTF-8 text: {e}", file.display()))?;
+    let outcome = replay::replay(&text, backend)
+        .map_err(|e| format!("{}: {}", file.display(), watch::chain(e.as_ref())))?;
+    match outcome {
         Ok(n) => {
-            println!("{}: {n} steps, all expectations hold", file.display());
+            output::line(&format!(
+                "{}: {n} steps, all expectations hold",
+                file.display()
+            ));
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {

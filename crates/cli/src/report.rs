@@ -45,6 +45,10 @@ pub struct Summary {
     /// Snapshots restored into a fresh device and backend, when migrating.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub migrations: Option<u64>,
+    /// Why the run stopped before its last step ("step: cause"), when a
+    /// failure would have repeated in every later step.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
 }
 
 /// Formats a response code the way the tables show it.
@@ -105,6 +109,9 @@ pub fn table_summary(s: &Summary) -> String {
     if let Some(m) = s.migrations {
         out.push_str(&format!(", {m} migrations"));
     }
+    if let Some(why) = &s.stopped {
+        out.push_str(&format!("\nstopped after {why}"));
+    }
     out
 }
 
@@ -149,9 +156,11 @@ mod tests {
             steps: 1,
             failed: 0,
             migrations: None,
+            stopped: None,
         };
         let v: serde_json::Value = serde_json::from_str(&json_summary(&summary)).unwrap();
         assert_eq!(v["summary"]["failed"], 0);
         assert!(v["summary"].get("migrations").is_none());
+        assert!(v["summary"].get("stopped").is_none());
     }
 }

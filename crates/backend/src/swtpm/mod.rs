@@ -263,8 +263,9 @@ impl SwtpmBackend {
             Err(e) => {
                 // The control channel is closed by now, so dropping the
                 // process can still send SHUTDOWN.
-                tracing::warn!(error = %e, log = %process.log_tail(), "swtpm start-up failed");
-                Err(e)
+                let log = process.log_tail();
+                tracing::warn!(error = %e, log = %log, "swtpm start-up failed");
+                Err(start_failure(e, &log))
             }
         }
     }
@@ -446,6 +447,21 @@ impl SwtpmBackend {
             }
             other => other,
         }
+    }
+}
+
+/// swtpm's log line when another process holds the state directory's lock.
+const LOCKED_STATE_DIR: &str = "Could not lock access to lockfile";
+
+/// A start-up failure with the cause swtpm only wrote to its log: a state
+/// directory another swtpm holds makes INIT fail with a bare result code.
+fn start_failure(e: BackendError, log: &str) -> BackendError {
+    match log.lines().find(|l| l.contains(LOCKED_STATE_DIR)) {
+        Some(line) => BackendError::Process(format!(
+            "the state directory is in use by another swtpm (swtpm: \"{}\"); {e}",
+            line.trim()
+        )),
+        None => e,
     }
 }
 
@@ -675,6 +691,27 @@ mod tests {
             binary_from_env(Some("/opt/swtpm/bin/swtpm".into())),
             PathBuf::from("/opt/swtpm/bin/swtpm")
         );
+    }
+
+    #[test]
+    fn a_locked_state_dir_is_named_from_the_log() {
+        let init = || BackendError::Control {
+            command: "INIT",
+            result: 9,
+        };
+        let log = "SWTPM_NVRAM_Lock_Dir: Could not lock access to lockfile: Resource temporarily unavailable\n\
+                   Error: Could not initialize libtpms.";
+        let e = start_failure(init(), log).to_string();
+        assert!(e.contains("in use by another swtpm"), "{e}");
+        assert!(e.contains("Could not lock access to lockfile"), "{e}");
+        assert!(e.contains("INIT failed with result 0x9"), "{e}");
+        assert!(matches!(
+            start_failure(init(), "Error: something else"),
+            BackendError::Control {
+                command: "INIT",
+                ..
+            }
+        ));
     }
 
     #[test]
