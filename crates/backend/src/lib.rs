@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod swtpm;
 #[cfg(feature = "testing")]
