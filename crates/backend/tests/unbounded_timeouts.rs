@@ -46,5 +46,9 @@ fn a_control_channel_with_unbounded_reply_timeouts_still_answers() {
     });
     ctrl.cancel_tpm_cmd().unwrap();
     ctrl.store_volatile().unwrap();
-    assert_eq!(peer.join().unwrap(), [9, 10], "CANCEL_TPM_CMD, STORE_VOLATILE");
+    assert_eq!(
+        peer.join().unwrap(),
+        [9, 10],
+        "CANCEL_TPM_CMD, STORE_VOLATILE"
+    );
 }
