@@ -15,10 +15,12 @@ pub type Handler = Box<dyn FnMut(u8, &[u8], &mut Vec<u8>) -> Result<(), BackendE
 
 /// A backend whose answers come from a closure.
 pub struct FnBackend {
+    name: &'static str,
     buffer_size: usize,
     handler: Handler,
     established: bool,
     cancels: Arc<CancelCounter>,
+    save_gate: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// Counts cancel requests, so tests can see that one arrived.
@@ -46,11 +48,33 @@ impl FnBackend {
         handler: impl FnMut(u8, &[u8], &mut Vec<u8>) -> Result<(), BackendError> + Send + 'static,
     ) -> Self {
         Self {
+            name: "test-double",
             buffer_size,
             handler: Box::new(handler),
             established: false,
             cancels: Arc::default(),
+            save_gate: None,
         }
+    }
+
+    /// The same double under another [`Backend::name`].
+    pub fn named(mut self, name: &'static str) -> Self {
+        self.name = name;
+        self
+    }
+
+    /// The same double counting its cancels on `cancels`, which a handler
+    /// made before the backend can already watch.
+    pub fn with_cancels(mut self, cancels: Arc<CancelCounter>) -> Self {
+        self.cancels = cancels;
+        self
+    }
+
+    /// The same double whose [`Backend::save_state`] waits until `open` is
+    /// true: a backend slow, or hung, in producing its state.
+    pub fn gate_save_state(mut self, open: Arc<std::sync::atomic::AtomicBool>) -> Self {
+        self.save_gate = Some(open);
+        self
     }
 
     /// An instant echo: the response is the command, byte for byte.
@@ -81,7 +105,7 @@ impl FnBackend {
 
 impl Backend for FnBackend {
     fn name(&self) -> &'static str {
-        "test-double"
+        self.name
     }
     fn buffer_size(&self) -> usize {
         self.buffer_size
@@ -109,6 +133,11 @@ impl Backend for FnBackend {
         Ok(())
     }
     fn save_state(&mut self) -> Result<Vec<u8>, BackendError> {
+        if let Some(open) = &self.save_gate {
+            while !open.load(Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
         Ok(vec![u8::from(self.established)])
     }
     fn restore_state(&mut self, state: &[u8]) -> Result<(), BackendError> {

@@ -30,3 +30,20 @@ fn a_version_1_blob_restores_with_its_response_and_backend_state() {
         "locality 0 is still active (LOC_STS.Granted)"
     );
 }
+
+#[test]
+fn a_save_is_a_version_2_frame_with_device_name_and_state_sections() {
+    let mut backend = FnBackend::echo(4096);
+    vtpm_backend::Backend::restore_state(&mut backend, &[1]).unwrap();
+    let p = Platform::new(Box::new(backend), PlatformConfig::default()).unwrap();
+    let saved = p.save(std::time::Duration::from_secs(5)).unwrap();
+    let frame = vtpm_frame::Frame::parse(&vtpm_platform::PLATFORM_MAGIC, &saved).unwrap();
+    assert_eq!(frame.version(), vtpm_platform::PLATFORM_VERSION);
+    assert_eq!(vtpm_platform::PLATFORM_VERSION, 2);
+    let [device, name, state] = frame.known_sections([1, 2, 3]).unwrap();
+    assert!(device.unwrap().remaining() > 0);
+    let mut name = name.unwrap();
+    assert_eq!(name.take(name.remaining()).unwrap(), b"test-double");
+    let mut state = state.unwrap();
+    assert_eq!(state.take(state.remaining()).unwrap(), [1]);
+}
