@@ -187,8 +187,17 @@ fn a_backend_slow_to_save_is_a_backend_timeout_not_busy() {
 
 #[test]
 fn a_save_bound_too_large_for_the_clock_means_no_bound() {
-    let p = Platform::new(Box::new(FnBackend::echo(4096)), PlatformConfig::default()).unwrap();
-    assert!(p.save(Duration::MAX).is_ok());
+    for execution in [Execution::Worker, Execution::Inline] {
+        let p = Platform::new(
+            Box::new(FnBackend::echo(4096)),
+            PlatformConfig {
+                control_timeout: Duration::MAX,
+                ..config(execution)
+            },
+        )
+        .unwrap();
+        assert!(p.save(Duration::MAX).is_ok(), "{execution:?}");
+    }
 }
 
 #[test]
@@ -243,4 +252,34 @@ fn a_backend_name_longer_than_255_bytes_survives_a_save() {
         Platform::restore(&saved, Box::new(FnBackend::echo(4096)), PlatformConfig::default()),
         Err(PlatformError::BackendMismatch { snapshot, .. }) if snapshot == LONG
     ));
+}
+
+#[test]
+fn an_unbounded_save_waits_for_the_running_command() {
+    let open = Arc::new(AtomicBool::new(false));
+    let p = Platform::new(
+        Box::new(FnBackend::gated_echo(4096, open.clone())),
+        PlatformConfig::default(),
+    )
+    .unwrap();
+    let mut bus = p.bus();
+    let cmd = vtpm_wire::commands::get_random(2);
+    bus.write_u32(0x08, 1); // LOC_CTRL.requestAccess
+    bus.write(0x80, &cmd);
+    bus.write_u32(CTRL_START, 1);
+    let saved = std::thread::scope(|s| {
+        let save = s.spawn(|| p.save(Duration::MAX));
+        open.store(true, Ordering::SeqCst);
+        save.join().unwrap()
+    })
+    .unwrap();
+    let q = Platform::restore(
+        &saved,
+        Box::new(FnBackend::echo(4096)),
+        PlatformConfig::default(),
+    )
+    .unwrap();
+    let mut response = [0u8; 12];
+    q.bus().read(0x80, &mut response);
+    assert_eq!(response, *cmd, "the save holds the command's response");
 }
