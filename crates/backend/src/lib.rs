@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod swtpm;
 #[cfg(feature = "testing")]
@@ -26,14 +27,23 @@ pub trait Backend: Send {
     /// Executes one command at `locality` (0..=4) and writes the whole
     /// response into `response` (cleared first; its capacity is reused).
     ///
-    /// `command` is at most [`Backend::buffer_size`] bytes; a backend must
-    /// return [`BackendError::CommandTooLarge`] rather than send more.
+    /// Callers pass at most [`Backend::buffer_size`] bytes, checked with
+    /// [`Backend::check_command`] (the platform does, before every
+    /// command), so a backend need not check again; one whose protocol
+    /// breaks on an oversize command (swtpm frames commands by their
+    /// header) still refuses it rather than send it.
     fn execute(
         &mut self,
         locality: u8,
         command: &[u8],
         response: &mut Vec<u8>,
     ) -> Result<(), BackendError>;
+
+    /// [`BackendError::CommandTooLarge`] for a command larger than
+    /// [`Backend::buffer_size`]: the one check of that limit.
+    fn check_command(&self, command: &[u8]) -> Result<(), BackendError> {
+        check_command_size(command, self.buffer_size())
+    }
 
     /// A handle that cancels the command currently executing, callable from
     /// any thread. `None` when the backend cannot cancel.
@@ -68,6 +78,19 @@ pub trait Cancel: Send + Sync {
     /// Asks the TPM to cancel. The command still completes, with whatever
     /// the TPM answers (often TPM_RC_CANCELED).
     fn cancel(&self) -> Result<(), BackendError>;
+}
+
+/// [`BackendError::CommandTooLarge`] when `command` exceeds `max` bytes;
+/// what [`Backend::check_command`] runs, for code below the trait (a
+/// protocol channel) that must refuse the same commands.
+pub fn check_command_size(command: &[u8], max: usize) -> Result<(), BackendError> {
+    if command.len() > max {
+        return Err(BackendError::CommandTooLarge {
+            size: command.len(),
+            max,
+        });
+    }
+    Ok(())
 }
 
 /// A failure of the host side: the backend, its process or its channels.
@@ -125,6 +148,14 @@ pub enum BackendError {
     /// The backend's process failed to start or exited unexpectedly.
     #[error("backend process: {0}")]
     Process(String),
+    /// The backend panicked during `operation`; it is not used again.
+    #[error("the backend panicked in {operation}: {message}")]
+    Panicked {
+        /// The [`Backend`] method that panicked.
+        operation: &'static str,
+        /// The panic's message, when it was a string.
+        message: String,
+    },
 }
 
 impl BackendError {

@@ -25,8 +25,12 @@ pub enum Action<'a> {
         /// The whole command, as assembled from one or more window pieces.
         command: &'a [u8],
     },
-    /// Ask the backend to cancel the executing command. It still completes.
-    Cancel,
+    /// Ask the backend to cancel the executing command `token`. It still
+    /// completes; a cancel that arrives after it did is to be dropped.
+    Cancel {
+        /// The execution to cancel.
+        token: ExecToken,
+    },
     /// Clear the backend's established flag on behalf of `locality` (3 or 4),
     /// then report the new flag with [`CrbDevice::set_established`].
     ResetEstablished {
@@ -196,7 +200,7 @@ pub struct CrbDevice {
 /// command buffer.
 enum Decided {
     Execute(ExecToken, u8),
-    Cancel,
+    Cancel(ExecToken),
     ResetEstablished(u8),
 }
 
@@ -528,7 +532,7 @@ impl CrbDevice {
                 locality,
                 command: &self.command,
             },
-            Decided::Cancel => Action::Cancel,
+            Decided::Cancel(token) => Action::Cancel { token },
             Decided::ResetEstablished(locality) => Action::ResetEstablished { locality },
         })
     }
@@ -606,12 +610,13 @@ impl CrbDevice {
                 self.cancel = (self.cancel & !mask) | (value & CtrlCancel::CANCEL.mask());
                 if CtrlCancel::CANCEL.is_set(self.cancel) {
                     if let Phase::Executing {
+                        token,
                         cancel_requested: ref mut requested @ false,
                         ..
                     } = self.phase
                     {
                         *requested = true;
-                        return Some(Decided::Cancel);
+                        return Some(Decided::Cancel(token));
                     }
                 }
             }

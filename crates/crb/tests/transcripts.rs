@@ -266,7 +266,11 @@ fn cancel_is_requested_once_and_the_command_still_completes() {
         None,
         "not from another locality"
     );
-    assert_eq!(w32(&mut d, CTRL_CANCEL, 1), Some(OwnedAction::Cancel));
+    assert_eq!(
+        w32(&mut d, CTRL_CANCEL, 1),
+        Some(OwnedAction::Cancel(token)),
+        "the cancel names the command it is for"
+    );
     assert_eq!(w32(&mut d, CTRL_CANCEL, 1), None);
     assert_eq!(r32(&mut d, CTRL_CANCEL), 1);
     let canceled = vtpm_wire::error_response(vtpm_wire::ResponseCode::CANCELED);

@@ -10,7 +10,10 @@
 //! - `crb inline`: the guest driver on the platform bus, the backend
 //!   called on the thread that writes Start.
 //! - `crb worker`: the same with the backend on its worker thread, the
-//!   path a VMM takes.
+//!   path a VMM takes, with the idle spin off (the default).
+//! - `crb worker spin`: the same with `PlatformConfig::idle_spin` at 50 µs:
+//!   the worker watches for the next job before it sleeps. It only watches
+//!   with a CPU to spare, so pinned to one CPU it equals `crb worker`.
 //!
 //! Where the time goes:
 //! - `spin only` and `yield only` share `crb worker`'s platform and swtpm
@@ -19,7 +22,8 @@
 //!   They show how much of the gap is the driver's backoff.
 //! - `echo inline` and `echo worker` replace swtpm with an in-process
 //!   double that answers at once with a canned GetRandom response: what is
-//!   left is the driver, the device, and (worker) the thread handoff.
+//!   left is the driver, the device, and (worker) the thread handoff;
+//!   `echo worker spin` with the idle spin on.
 //!
 //! The paths take turns in blocks of rounds, so drift in the machine's
 //! speed lands on all of them alike while each block keeps its own swtpm
@@ -59,6 +63,8 @@ const SAMPLES: usize = 2000;
 const BLOCK: usize = 50;
 /// The ratio of medians (CRB worker / raw socket) the project aims at.
 const TARGET_RATIO: f64 = 1.10;
+/// The idle spin of the "spin" rows.
+const SPIN: Duration = Duration::from_micros(50);
 /// Random bytes asked for: a small, fast command, so the transport's share
 /// of the round trip is as large as it gets.
 const RANDOM_BYTES: u16 = 32;
@@ -197,18 +203,23 @@ impl Measured {
     }
 }
 
-fn platform(execution: Execution) -> BenchResult<Platform> {
+fn platform(execution: Execution, idle_spin: Duration) -> BenchResult<Platform> {
     Ok(Platform::new(
         Box::new(SwtpmBackend::spawn(SwtpmConfig::default())?),
         PlatformConfig {
             execution,
+            idle_spin,
             ..PlatformConfig::default()
         },
     )?)
 }
 
 /// A platform on a double that answers every command with `answer`.
-fn echo_platform(execution: Execution, answer: Vec<u8>) -> BenchResult<Platform> {
+fn echo_platform(
+    execution: Execution,
+    idle_spin: Duration,
+    answer: Vec<u8>,
+) -> BenchResult<Platform> {
     let backend = FnBackend::new(4096, move |_, _, response| {
         response.extend_from_slice(&answer);
         Ok(())
@@ -217,6 +228,7 @@ fn echo_platform(execution: Execution, answer: Vec<u8>) -> BenchResult<Platform>
         Box::new(backend),
         PlatformConfig {
             execution,
+            idle_spin,
             ..PlatformConfig::default()
         },
     )?)
@@ -254,10 +266,14 @@ fn main() -> BenchResult<()> {
             pin_to_one_cpu()?
         )
     };
-    let inline = platform(Execution::Inline)?;
-    let worker = platform(Execution::Worker)?;
-    let echo_inline = echo_platform(Execution::Inline, canned_get_random_response())?;
-    let echo_worker = echo_platform(Execution::Worker, canned_get_random_response())?;
+    let off = Duration::ZERO;
+    let inline = platform(Execution::Inline, off)?;
+    let worker = platform(Execution::Worker, off)?;
+    let worker_spin = platform(Execution::Worker, SPIN)?;
+    let canned = canned_get_random_response;
+    let echo_inline = echo_platform(Execution::Inline, off, canned())?;
+    let echo_worker = echo_platform(Execution::Worker, off, canned())?;
+    let echo_worker_spin = echo_platform(Execution::Worker, SPIN, canned())?;
     let mut paths = vec![
         Measured::new("raw socket", Path::Raw(RawSwtpm::spawn()?)),
         Measured::new(
@@ -266,6 +282,7 @@ fn main() -> BenchResult<()> {
         ),
         Measured::new("crb inline", Path::Crb(inline.driver())),
         Measured::new("crb worker", Path::Crb(worker.driver())),
+        Measured::new("crb worker spin", Path::Crb(worker_spin.driver())),
         Measured::new(
             "  spin only",
             Path::CrbSpin(CrbDriver::with_clock(
@@ -282,18 +299,20 @@ fn main() -> BenchResult<()> {
         ),
         Measured::new("echo inline", Path::Crb(echo_inline.driver())),
         Measured::new("echo worker", Path::Crb(echo_worker.driver())),
+        Measured::new("echo worker spin", Path::Crb(echo_worker_spin.driver())),
     ];
     const RAW: usize = 0;
     const CRB_INLINE: usize = 2;
     const CRB_WORKER: usize = 3;
-    const ECHO_INLINE: usize = 6;
-    const ECHO_WORKER: usize = 7;
+    const CRB_WORKER_SPIN: usize = 4;
+    const ECHO_INLINE: usize = 7;
+    const ECHO_WORKER: usize = 8;
 
     let mut response = Vec::with_capacity(4096);
     let startup = commands::startup(consts::TPM_SU_CLEAR);
     // One Startup per swtpm: the spin-only and yield-only rows share crb
     // worker's, and the echo rows have none.
-    for m in &mut paths[..=CRB_WORKER] {
+    for m in &mut paths[..=CRB_WORKER_SPIN] {
         m.path.round_trip(&startup, &mut response)?;
         if response != [0x80, 0x01, 0, 0, 0, 0x0A, 0, 0, 0, 0] {
             return Err(format!("{}: Startup answered {response:02x?}", m.name).into());
@@ -318,14 +337,14 @@ fn main() -> BenchResult<()> {
          {WARM_UP} warm-up, paths alternating every {BLOCK} round trips; {placement}"
     );
     println!(
-        "  {:<13} {:>10} {:>10} {:>10}  {:>6}",
+        "  {:<16} {:>10} {:>10} {:>10}  {:>6}",
         "path", "p10", "median", "p90", "/ raw"
     );
     let raw = paths[RAW].percentile(50).as_secs_f64();
     for m in &paths {
         let median = m.percentile(50);
         println!(
-            "  {:<13} {:>10.2?} {:>10.2?} {:>10.2?}  {:>6.3}",
+            "  {:<16} {:>10.2?} {:>10.2?} {:>10.2?}  {:>6.3}",
             m.name,
             m.percentile(10),
             median,
@@ -346,6 +365,13 @@ fn main() -> BenchResult<()> {
     } else {
         "above"
     };
-    println!("  crb worker / raw socket: {ratio:.3} ({verdict} the {TARGET_RATIO:.2} target)");
+    println!(
+        "  crb worker / raw socket: {ratio:.3} ({verdict} the {TARGET_RATIO:.2} target), \
+         idle spin off"
+    );
+    println!(
+        "  crb worker spin / raw socket: {:.3}, idle spin {SPIN:?}",
+        median(CRB_WORKER_SPIN).as_secs_f64() / raw
+    );
     Ok(())
 }

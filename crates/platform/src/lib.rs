@@ -17,13 +17,19 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod bus;
+mod cancel;
+mod config;
+mod jobs;
 mod migrating;
 mod platform;
+mod saved;
 
+pub use bus::CrbBus;
+pub use config::{Execution, PlatformConfig, PlatformError};
 pub use migrating::{BackendFactory, MigratingBus};
-pub use platform::{
-    CrbBus, Execution, Platform, PlatformConfig, PlatformError, PLATFORM_MAGIC, PLATFORM_VERSION,
-};
+pub use platform::Platform;
+pub use saved::{SealingKey, PLATFORM_MAGIC, PLATFORM_VERSION, SEALED_MAGIC, SEALED_VERSION};
 pub use vtpm_crb::ChunkPolicy;
 
 /// The README's examples, compiled and run as doctests.

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use vtpm_backend::testing::FnBackend;
 use vtpm_backend::Backend;
+use vtpm_frame::FrameError;
 use vtpm_guest::{CrbDriver, Mmio, TransmitOptions};
 use vtpm_platform::{Execution, MigratingBus, Platform, PlatformConfig, PlatformError};
 
@@ -108,11 +109,11 @@ fn restore_refuses_bad_bytes_and_other_backends() {
     let fresh = || Box::new(FnBackend::echo(4096));
     assert!(matches!(
         Platform::restore(&flipped, fresh(), PlatformConfig::default()),
-        Err(PlatformError::Format("checksum mismatch"))
+        Err(PlatformError::Frame(FrameError::Checksum { .. }))
     ));
     assert!(matches!(
         Platform::restore(&saved[..10], fresh(), PlatformConfig::default()),
-        Err(PlatformError::Format(_))
+        Err(PlatformError::Frame(FrameError::Truncated(_)))
     ));
     let narrow = PlatformConfig {
         window_size: 256,

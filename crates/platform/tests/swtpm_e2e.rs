@@ -76,6 +76,7 @@ fn platform_on(tpm: SwtpmBackend, window_size: usize) -> Platform {
             chunking: ChunkPolicy::Auto,
             localities: 5,
             execution: Execution::Worker,
+            ..PlatformConfig::default()
         },
     )
     .expect("platform on swtpm")

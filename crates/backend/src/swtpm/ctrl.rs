@@ -27,7 +27,9 @@ use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use super::deadline::Deadline;
 
 use rustix::net::{RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 
@@ -362,11 +364,11 @@ enum ReadFailure {
 fn read_exact_by(
     stream: &mut UnixStream,
     buf: &mut [u8],
-    deadline: Instant,
+    deadline: Deadline,
 ) -> Result<(), ReadFailure> {
     let mut got = 0;
     while got < buf.len() {
-        let remaining = deadline.saturating_duration_since(Instant::now());
+        let remaining = deadline.remaining();
         if remaining.is_zero() {
             return Err(ReadFailure::Timeout);
         }
@@ -564,7 +566,7 @@ impl ControlChannel {
     /// [`ControlChannel::set_cancel_reply_timeout`].
     pub fn cancel_tpm_cmd(&mut self) -> Result<(), BackendError> {
         let mut exchange = self.begin(cmd::CANCEL_TPM_CMD, &[])?;
-        exchange.deadline = Instant::now() + self.cancel_reply_timeout;
+        exchange.deadline = Deadline::after(self.cancel_reply_timeout);
         exchange.result(self)?;
         self.finish_reply(cmd::CANCEL_TPM_CMD)
     }
@@ -716,7 +718,7 @@ impl ControlChannel {
         }
         let mut exchange = Exchange {
             command,
-            deadline: Instant::now() + self.reply_timeout,
+            deadline: Deadline::after(self.reply_timeout),
             got: 0,
         };
         exchange.result(self)?;
@@ -823,7 +825,7 @@ impl ControlChannel {
         }
         Ok(Exchange {
             command,
-            deadline: Instant::now() + self.reply_timeout,
+            deadline: Deadline::after(self.reply_timeout),
             got: 0,
         })
     }
@@ -920,7 +922,7 @@ impl ControlChannel {
 /// The reply side of one request in flight.
 struct Exchange {
     command: u32,
-    deadline: Instant,
+    deadline: Deadline,
     /// Reply bytes read so far.
     got: usize,
 }

@@ -16,7 +16,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use super::deadline::Deadline;
 
 use vtpm_wire::{Header, HEADER_SIZE};
 
@@ -183,14 +185,9 @@ impl DataConnection {
                 )))
             }
         }
-        if command.len() > buffer_size {
-            return Err(BackendError::CommandTooLarge {
-                size: command.len(),
-                max: buffer_size,
-            });
-        }
+        crate::check_command_size(command, buffer_size)?;
         let code = Header::parse(command).map(|h| h.code).unwrap_or(0);
-        let deadline = Instant::now() + self.command_timeout;
+        let deadline = Deadline::after(self.command_timeout);
         if self.read_timeout != self.command_timeout {
             if let Err(e) = self.socket.set_read_timeout(self.command_timeout) {
                 return Err(self.io_failure(code, "preparing to wait for", e));
@@ -212,7 +209,7 @@ impl DataConnection {
         code: u32,
         response: &mut Vec<u8>,
         buffer_size: usize,
-        deadline: Instant,
+        deadline: Deadline,
     ) -> Result<(), BackendError> {
         let mut header = [0u8; HEADER_SIZE];
         self.read_exact_by(code, &mut header, deadline)?;
@@ -238,16 +235,16 @@ impl DataConnection {
         &mut self,
         code: u32,
         buf: &mut [u8],
-        deadline: Instant,
+        deadline: Deadline,
     ) -> Result<(), BackendError> {
         let mut got = 0;
         while got < buf.len() {
-            let remaining = deadline.saturating_duration_since(Instant::now());
+            let remaining = deadline.remaining();
             if remaining.is_zero() {
                 return Err(self.timed_out(code));
             }
             // A read may overrun the deadline by at most this slack.
-            if remaining + READ_TIMEOUT_SLACK < self.read_timeout {
+            if remaining.saturating_add(READ_TIMEOUT_SLACK) < self.read_timeout {
                 if let Err(e) = self.socket.set_read_timeout(remaining) {
                     return Err(self.io_failure(code, "waiting for the response to", e));
                 }

@@ -26,6 +26,7 @@
 
 pub mod ctrl;
 pub mod data;
+mod deadline;
 pub mod process;
 pub mod state;
 
@@ -36,7 +37,9 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use deadline::Deadline;
 
 use vtpm_wire::{error_response, Header, ResponseCode, HEADER_SIZE};
 
@@ -244,7 +247,7 @@ impl SwtpmBackend {
     /// up: capabilities, data channel, buffer size, INIT.
     pub fn spawn(config: SwtpmConfig) -> Result<Self, BackendError> {
         let process = SwtpmProcess::spawn(&config)?;
-        let deadline = Instant::now() + config.timeouts.start;
+        let deadline = Deadline::after(config.timeouts.start);
         let data_channel = process.data_channel().clone();
         let started = process.control().and_then(|mut ctrl| {
             let data = connect_data(&data_channel, deadline)?;
@@ -287,7 +290,7 @@ impl SwtpmBackend {
         config: &SwtpmConfig,
     ) -> Result<Self, BackendError> {
         let mut ctrl = ControlChannel::connect(ctrl_path)?;
-        let deadline = Instant::now() + config.timeouts.start;
+        let deadline = Deadline::after(config.timeouts.start);
         let data = connect_data(&config.data, deadline)?;
         let (capabilities, buffer, data) = start(&mut ctrl, data, &config.data, config)?;
         Ok(Self::new(ctrl, data, capabilities, buffer, config, None))
@@ -519,7 +522,7 @@ fn start(
 /// server is not listening yet. A socketpair is made later, during start-up.
 fn connect_data(
     kind: &DataChannel,
-    deadline: Instant,
+    deadline: Deadline,
 ) -> Result<Option<DataConnection>, BackendError> {
     let connect = || match kind {
         DataChannel::SocketPair => Ok(None),
@@ -531,7 +534,7 @@ fn connect_data(
     };
     loop {
         match connect() {
-            Err(BackendError::Io { .. }) if Instant::now() < deadline => {
+            Err(BackendError::Io { .. }) if !deadline.passed() => {
                 thread::sleep(Duration::from_millis(10));
             }
             other => return other,
@@ -555,13 +558,11 @@ impl Backend for SwtpmBackend {
         response: &mut Vec<u8>,
     ) -> Result<(), BackendError> {
         response.clear();
+        // Callers check the size (check_command); the data channel refuses
+        // an oversize command once more before sending, since swtpm reads a
+        // command by its header's size and more bytes than its buffer would
+        // put the stream out of step.
         let buffer_size = self.buffer_size();
-        if command.len() > buffer_size {
-            return Err(BackendError::CommandTooLarge {
-                size: command.len(),
-                max: buffer_size,
-            });
-        }
         // swtpm frames commands by their header: one whose size field
         // disagrees with its length would split or merge commands on the
         // stream. Answer it here as a TPM does, without sending it.

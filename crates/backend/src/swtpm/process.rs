@@ -12,7 +12,9 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use super::deadline::Deadline;
 
 use super::ctrl::ControlChannel;
 use super::{DataChannel, SwtpmConfig};
@@ -144,7 +146,7 @@ impl SwtpmProcess {
     /// Polls until the control socket accepts, the child exits, or
     /// `within` passes.
     fn wait_for_control(&mut self, within: Duration) -> Result<(), BackendError> {
-        let deadline = Instant::now() + within;
+        let deadline = Deadline::after(within);
         loop {
             if let Some(status) = self.try_wait()? {
                 return Err(BackendError::Process(format!(
@@ -157,7 +159,7 @@ impl SwtpmProcess {
             if UnixStream::connect(&self.ctrl_path).is_ok() {
                 return Ok(());
             }
-            if Instant::now() >= deadline {
+            if deadline.passed() {
                 let tail = self.log_tail_suffix();
                 let _ = self.kill();
                 return Err(BackendError::Timeout(format!(
@@ -255,12 +257,12 @@ impl SwtpmProcess {
 
     /// Waits at most `within` for swtpm to exit.
     pub fn wait_exit(&mut self, within: Duration) -> Result<Option<ExitStatus>, BackendError> {
-        let deadline = Instant::now() + within;
+        let deadline = Deadline::after(within);
         loop {
             if let Some(status) = self.try_wait()? {
                 return Ok(Some(status));
             }
-            if Instant::now() >= deadline {
+            if deadline.passed() {
                 return Ok(None);
             }
             thread::sleep(POLL_INTERVAL);

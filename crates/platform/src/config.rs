@@ -1,0 +1,123 @@
+//! What a platform is built with, and how it fails.
+
+use std::time::Duration;
+
+use vtpm_backend::BackendError;
+use vtpm_crb::{ChunkPolicy, ConfigError, CrbConfig, SnapshotError};
+use vtpm_frame::FrameError;
+
+/// Where backend commands run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Execution {
+    /// On a worker thread; MMIO never waits for the backend, as in a VMM.
+    #[default]
+    Worker,
+    /// On the thread that wrote Start, before the write returns: no thread
+    /// handoff, for measuring the transport itself.
+    Inline,
+}
+
+/// The device-side settings of a [`Platform`](crate::Platform); the
+/// backend supplies the buffer size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformConfig {
+    /// Data window bytes (64..=3968).
+    pub window_size: usize,
+    /// CapCRBChunk policy.
+    pub chunking: ChunkPolicy,
+    /// Locality pages (1..=5).
+    pub localities: u8,
+    /// Where commands run.
+    pub execution: Execution,
+    /// How long an idle worker watches for the next job before it sleeps,
+    /// when it has a CPU to spare. Zero (the default) sleeps at once.
+    /// Watching saves the wake-up of a sleeping thread (several µs) when a
+    /// guest sends commands back to back, but it burns CPU after every job,
+    /// which a VMM hosting many guests pays per device.
+    pub idle_spin: Duration,
+    /// How long the backend may take for work a caller waits on (its state
+    /// blob for [`Platform::save`](crate::Platform::save)) before the
+    /// caller gets [`PlatformError::BackendTimeout`].
+    pub control_timeout: Duration,
+}
+
+impl PlatformConfig {
+    /// The default bound on control work (a state blob can take a while).
+    pub const DEFAULT_CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
+}
+
+impl Default for PlatformConfig {
+    fn default() -> Self {
+        let crb = CrbConfig::default();
+        Self {
+            window_size: crb.window_size,
+            chunking: crb.chunking,
+            localities: crb.localities,
+            execution: Execution::Worker,
+            idle_spin: Duration::ZERO,
+            control_timeout: Self::DEFAULT_CONTROL_TIMEOUT,
+        }
+    }
+}
+
+/// A platform that could not be built, saved, restored or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformError {
+    /// The device configuration is invalid.
+    #[error("device configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// The backend failed.
+    #[error("backend: {0}")]
+    Backend(#[from] BackendError),
+    /// The worker thread could not start.
+    #[error("cannot start the backend worker")]
+    Worker(#[source] std::io::Error),
+    /// A command was still executing when the save bound ran out; nothing
+    /// was saved and the platform runs on.
+    #[error("a command is still executing after {0:?}; try the save again")]
+    Busy(Duration),
+    /// The backend did not finish `operation` within `after`
+    /// ([`PlatformConfig::control_timeout`]); nothing was saved.
+    #[error("the backend did not finish {operation} within {after:?}")]
+    BackendTimeout {
+        /// The backend operation waited for.
+        operation: &'static str,
+        /// How long the caller waited.
+        after: Duration,
+    },
+    /// The worker dropped a job it was asked to answer (it stopped).
+    #[error("the backend worker stopped before answering {operation}")]
+    WorkerStopped {
+        /// The backend operation asked for.
+        operation: &'static str,
+    },
+    /// The device part of a saved platform cannot be restored here.
+    #[error("device snapshot: {0}")]
+    Snapshot(#[from] SnapshotError),
+    /// The saved bytes are not a well-formed frame.
+    #[error("platform snapshot framing")]
+    Frame(#[from] FrameError),
+    /// The saved bytes are framed but do not hold a platform.
+    #[error("platform snapshot: {0}")]
+    Format(&'static str),
+    /// The snapshot was taken with another kind of backend.
+    #[error("snapshot holds {snapshot} state, the new backend is {backend}")]
+    BackendMismatch {
+        /// Backend kind in the snapshot.
+        snapshot: String,
+        /// Backend kind offered for restore.
+        backend: &'static str,
+    },
+    /// The bytes are a sealed platform; restore them with their key.
+    #[error("the saved platform is sealed: restore it with its key")]
+    Sealed,
+    /// A sealed platform was expected and these bytes are not sealed.
+    #[error("the saved platform is not sealed, and a sealed one was expected")]
+    NotSealed,
+    /// The sealed platform does not open: a wrong key, or altered bytes.
+    #[error("the sealed platform does not authenticate: wrong key or altered bytes")]
+    Unseal,
+    /// Sealing failed (no randomness from the operating system).
+    #[error("cannot seal the saved platform: {0}")]
+    Seal(String),
+}
