@@ -240,13 +240,18 @@ fn an_execution_survives_restore_with_its_token_and_command() {
 
 /// Rewrites the base section of `blob` with `edit` applied to its bytes.
 fn edit_base(blob: &[u8], edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    edit_section(blob, 1, edit)
+}
+
+/// Rewrites section `tag` of `blob` with `edit` applied to its bytes.
+fn edit_section(blob: &[u8], tag: u16, edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
     let frame = Frame::parse(&SNAPSHOT_MAGIC, blob).unwrap();
     let mut w = FrameWriter::new(SNAPSHOT_MAGIC, frame.version());
     let mut edit = Some(edit);
     for s in frame.sections() {
         let mut s = s.unwrap();
         let mut body = s.take(s.remaining()).unwrap().to_vec();
-        if s.tag() == 1 {
+        if s.tag() == tag {
             (edit.take().unwrap())(&mut body);
         }
         w.section(s.tag(), |out| out.raw(&body)).unwrap();
@@ -322,6 +327,46 @@ fn restore_refuses_what_cannot_occur() {
         TisDevice::restore(config(4096), &newer.finish()).err(),
         Some(SnapshotError::UnsupportedVersion(2))
     );
+}
+
+/// Offset in the base section of the next execution token.
+const NEXT_TOKEN_AT: usize = 1 + 4 + 1 + 5 * 10 + 4;
+
+#[test]
+fn restore_refuses_transactions_that_cannot_occur() {
+    let corrupt = |blob: &[u8]| {
+        matches!(
+            TisDevice::restore(config(4096), blob),
+            Err(SnapshotError::Corrupt(_))
+        )
+    };
+    let c = command(64, 1);
+
+    let mut d = TisDevice::new(config(4096)).unwrap();
+    start(&mut d, 0, &c);
+    let executing = d.snapshot();
+    assert!(TisDevice::restore(config(4096), &executing).is_ok());
+    // A token that is not below the next one.
+    assert!(corrupt(&edit_base(&executing, |b| b
+        [NEXT_TOKEN_AT..NEXT_TOKEN_AT + 8]
+        .fill(0))));
+    // An executing command whose header disagrees with its length (the
+    // u32 length prefix comes first, then the bytes).
+    assert!(corrupt(&edit_section(&executing, 2, |b| b[4 + 5] = 63)));
+
+    // Reception: more bytes than the header declares.
+    let mut d = TisDevice::new(config(4096)).unwrap();
+    take_locality(&mut d, 0);
+    w8(&mut d, STS, STS_READY);
+    fifo_write(&mut d, 0, &c);
+    let receiving = d.snapshot();
+    assert!(TisDevice::restore(config(4096), &receiving).is_ok());
+    assert!(corrupt(&edit_section(&receiving, 2, |b| {
+        b.push(0);
+        b[..4].copy_from_slice(&65u32.to_le_bytes());
+    })));
+    // Reception with no active locality.
+    assert!(corrupt(&edit_base(&receiving, |b| b[5] = 0xFF)));
 }
 
 #[test]

@@ -359,6 +359,30 @@ fn interrupts_follow_int_enable_and_clear_by_writing_one() {
 }
 
 #[test]
+fn events_set_no_interrupt_status_while_disabled() {
+    let mut d = device(4096);
+    take_locality(&mut d, 0);
+    w32(&mut d, INT_ENABLE, 0x87);
+    let token = start(&mut d, 0, &STARTUP);
+    d.complete(token, Ok(&STARTUP_OK));
+    assert_eq!(r32(&mut d, INT_STATUS), 0, "no global enable");
+    w32(&mut d, INT_ENABLE, 0x8000_0001);
+    w8(&mut d, STS, STS_READY);
+    assert_eq!(r32(&mut d, INT_STATUS), 0, "commandReady is not enabled");
+    assert!(!d.interrupt_pending());
+}
+
+#[test]
+fn debug_output_shows_lengths_never_bytes() {
+    let mut d = device(4096);
+    let token = start(&mut d, 0, &STARTUP);
+    d.complete(token, Ok(&STARTUP_OK));
+    let shown = format!("{d:?}");
+    assert!(shown.contains("held_bytes: 10"), "{shown}");
+    assert!(!shown.contains('['), "no byte array in {shown}");
+}
+
+#[test]
 fn a_locality_change_raises_the_new_localitys_interrupt() {
     let mut d = device(4096);
     take_locality(&mut d, 1);
