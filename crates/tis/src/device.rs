@@ -671,10 +671,8 @@ impl TisDevice {
                 self.localities[usize::from(locality)].int_status &= !(value & spec::INT_SOURCES);
             }
             reg::STS if from_active => return self.write_sts(locality, value),
-            reg::INTERFACE_ID => {
-                if spec::InterfaceId::INTF_SEL_LOCK.is_set(value) {
-                    self.interface_locked = true;
-                }
+            reg::INTERFACE_ID if spec::InterfaceId::INTF_SEL_LOCK.is_set(value) => {
+                self.interface_locked = true;
             }
             // INT_VECTOR is wired by the configuration; the rest is read
             // only or reserved.
