@@ -450,9 +450,7 @@ impl TisDevice {
         };
         if fifo_access(page_off, data.len()) {
             if self.active == Some(locality) {
-                for byte in data.iter_mut() {
-                    *byte = self.fifo_read_byte(locality);
-                }
+                self.fifo_read(locality, data);
             }
             return;
         }
@@ -612,19 +610,22 @@ impl TisDevice {
         }
     }
 
-    fn fifo_read_byte(&mut self, locality: u8) -> u8 {
+    /// Serves FIFO bytes into `data`; bytes past the response (or outside
+    /// Completion) stay 0xFF.
+    fn fifo_read(&mut self, locality: u8, data: &mut [u8]) {
         let Phase::Completion { ref mut read } = self.phase else {
-            return NO_DATA_BYTE;
+            return;
         };
-        let Some(&byte) = self.fifo.get(*read) else {
-            return NO_DATA_BYTE;
-        };
-        *read += 1;
-        self.stats.fifo_bytes_read += 1;
+        let n = data.len().min(self.fifo.len() - *read);
+        if n == 0 {
+            return;
+        }
+        data[..n].copy_from_slice(&self.fifo[*read..*read + n]);
+        *read += n;
+        self.stats.fifo_bytes_read += n as u64;
         if *read == self.fifo.len() {
             self.raise(locality, Int::STS_VALID.mask());
         }
-        byte
     }
 
     fn fifo_write(&mut self, locality: u8, data: &[u8]) {
@@ -637,16 +638,21 @@ impl TisDevice {
             // Idle, Execution, Completion: the bytes are dropped.
             _ => return,
         }
-        if self.intake() != Intake::NeedMore {
-            return;
-        }
-        for &byte in data {
-            // NeedMore implies room: the header declares at most the buffer.
-            self.fifo.push(byte);
-            self.stats.fifo_bytes_written += 1;
+        let mut data = data;
+        while !data.is_empty() && self.intake() == Intake::NeedMore {
+            // Up to the size field, byte by byte; then, once the size is
+            // known, everything it still declares (NeedMore implies it
+            // fits the buffer).
+            let want = match Header::peek_size(&self.fifo) {
+                None => 1,
+                Some(declared) => declared as usize - self.fifo.len(),
+            };
+            let (now, rest) = data.split_at(want.min(data.len()));
+            self.fifo.extend_from_slice(now);
+            self.stats.fifo_bytes_written += now.len() as u64;
+            data = rest;
             if self.intake() != Intake::NeedMore {
                 self.raise(locality, Int::STS_VALID.mask());
-                break;
             }
         }
     }
