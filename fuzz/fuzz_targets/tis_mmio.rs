@@ -55,7 +55,12 @@ fuzz_target!(|data: &[u8]| {
             1 => {
                 let width = [1usize, 2, 4, 8][usize::from(op >> 6)];
                 let value: Vec<u8> = (0..width).map(|_| next().unwrap_or(0)).collect();
-                if let Some(Action::Execute { token, command, locality }) = device.write(offset, &value) {
+                if let Some(Action::Execute {
+                    token,
+                    command,
+                    locality,
+                }) = device.write(offset, &value)
+                {
                     assert!(command.len() <= limit);
                     pending.push((token, locality));
                 }
@@ -69,7 +74,11 @@ fuzz_target!(|data: &[u8]| {
                 if let Some((token, locality)) = pending.pop() {
                     let size = usize::from(lo) * 40 + usize::from(hi);
                     let response = marked(size, locality);
-                    let result = if op & 0x80 != 0 { Err(BackendFailed) } else { Ok(response.as_slice()) };
+                    let result = if op & 0x80 != 0 {
+                        Err(BackendFailed)
+                    } else {
+                        Ok(response.as_slice())
+                    };
                     device.complete(token, result);
                 }
             }
@@ -84,8 +93,14 @@ fuzz_target!(|data: &[u8]| {
                 let page = offset & !0xFFF;
                 device.write(page, &[0x02]);
                 device.write(page + 0x18, &[0x40]);
-                device.write(page + 0x80, &[0x80, 0x01, 0, 0, 0, 0x0C, 0, 0, 0x01, 0x7B, 0, lo]);
-                if let Some(Action::Execute { token, locality, .. }) = device.write(page + 0x18, &[0x20]) {
+                device.write(
+                    page + 0x80,
+                    &[0x80, 0x01, 0, 0, 0, 0x0C, 0, 0, 0x01, 0x7B, 0, lo],
+                );
+                if let Some(Action::Execute {
+                    token, locality, ..
+                }) = device.write(page + 0x18, &[0x20])
+                {
                     pending.push((token, locality));
                 }
             }
