@@ -377,3 +377,78 @@ fn an_interface_that_is_not_fifo_is_refused() {
     );
     assert_eq!(d.probe(), Err(TisError::NotFifo(0x0002_5C11)));
 }
+
+/// One MMIO access as a recorder saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Access {
+    R(u64, Vec<u8>),
+    W(u64, Vec<u8>),
+}
+
+/// Records every access on the way to the inner bus.
+struct Recorder<'a> {
+    inner: &'a mut Bus,
+    log: Vec<Access>,
+}
+
+impl Mmio for Recorder<'_> {
+    fn read(&mut self, offset: u64, data: &mut [u8]) {
+        self.inner.read(offset, data);
+        self.log.push(Access::R(offset, data.to_vec()));
+    }
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        self.inner.write(offset, data);
+        self.log.push(Access::W(offset, data.to_vec()));
+    }
+}
+
+/// In byte mode the driver makes exactly the accesses Linux's
+/// tpm_tis_core makes for one command on a polled device (request_locality,
+/// tpm_tis_send_data, tpmGo, tpm_transmit's status poll, tpm_tis_recv,
+/// tpm_tis_ready), plus one TPM_ACCESS read at the end: the check that it
+/// still holds the locality.
+#[test]
+fn byte_mode_makes_linux_tpm_tis_core_accesses() {
+    use Access::{R, W};
+    let mut bus = Bus::new(4096);
+    let startup = vec![0x80, 0x01, 0, 0, 0, 0x0C, 0, 0, 0x01, 0x44, 0, 0];
+    let mut rec = Recorder {
+        inner: &mut bus,
+        log: Vec::new(),
+    };
+    let mut d = TisDriver::with_clock(&mut rec, SteppingClock::default());
+    d.set_fifo_access(FifoAccess::Bytes);
+    d.probe().unwrap();
+    d.mmio().log.clear();
+    assert_eq!(d.transmit(0, &startup).unwrap(), startup);
+    let mut want = vec![
+        R(0x00, vec![0x81]),
+        W(0x00, vec![0x02]),
+        R(0x00, vec![0xA1]),
+        R(0x18, vec![0x00]),
+        W(0x18, vec![0x40]),
+        R(0x18, vec![0x40]),
+        R(0x18, vec![0x40, 0x00, 0x10, 0x04]),
+    ];
+    want.extend(startup[..11].iter().map(|&b| W(0x24, vec![b])));
+    want.extend([R(0x18, vec![0x88]), R(0x18, vec![0x88])]);
+    want.push(W(0x24, vec![startup[11]]));
+    want.extend([
+        R(0x18, vec![0x80]),
+        R(0x18, vec![0x80]),
+        W(0x18, vec![0x20]),
+        R(0x18, vec![0x90]),
+        R(0x18, vec![0x90]),
+        R(0x18, vec![0x90, 0x0C, 0x00, 0x04]),
+    ]);
+    want.extend(startup.iter().take(10).map(|&b| R(0x24, vec![b])));
+    want.extend([R(0x18, vec![0x90]), R(0x18, vec![0x90, 0x02, 0x00, 0x04])]);
+    want.extend(startup[10..].iter().map(|&b| R(0x24, vec![b])));
+    want.extend([
+        R(0x18, vec![0x80]),
+        R(0x18, vec![0x80]),
+        W(0x18, vec![0x40]),
+        R(0x00, vec![0xA1]),
+    ]);
+    assert_eq!(rec.log, want);
+}
