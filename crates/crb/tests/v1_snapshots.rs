@@ -145,7 +145,10 @@ fn a_version_1_idle_snapshot_loads_and_runs_the_next_command() {
         window_write(d, 2, &command(30, 0x77));
         let (token, got) = execute(w32(d, 0x2000 + CTRL_START, START));
         assert_eq!(got, command(30, 0x77));
-        assert_eq!(d.complete(token, Ok(&patterned(12, 1))), Completion::Delivered);
+        assert_eq!(
+            d.complete(token, Ok(&patterned(12, 1))),
+            Completion::Delivered
+        );
         assert_eq!(window_read(d, 2, 12), patterned(12, 1));
     }
     assert_eq!(restored.stats(), twin.stats());
@@ -192,7 +195,10 @@ fn a_version_1_executing_snapshot_offers_the_command_again_and_completes() {
     let mut twin = twin;
     for d in [&mut twin, &mut restored] {
         assert_eq!(r32(d, 0x3000 + CTRL_REQ), 1, "the cmdReady still waits");
-        assert_eq!(d.complete(token, Ok(&patterned(300, 2))), Completion::Delivered);
+        assert_eq!(
+            d.complete(token, Ok(&patterned(300, 2))),
+            Completion::Delivered
+        );
         // The deferred cmdReady released the response at completion.
         assert_eq!(r32(d, 0x3000 + CTRL_REQ), 0);
         assert_eq!(d.held_bytes(), 0);

@@ -707,7 +707,7 @@ impl Mmio for CrbBus {
         let state = &mut *guard;
         let job = match state.device.write(offset, data) {
             None => return,
-            Some(Action::Cancel) => {
+            Some(Action::Cancel { .. }) => {
                 drop(guard);
                 self.cancel();
                 return;

@@ -43,7 +43,7 @@ impl<F: FnMut(u8, &[u8]) -> Answer> Mmio for InlineBus<F> {
                 locality,
                 command,
             }) => run = Some((token, (self.backend)(locality, command))),
-            Some(Action::Cancel) => self.cancels += 1,
+            Some(Action::Cancel { .. }) => self.cancels += 1,
             Some(Action::ResetEstablished { locality }) => self.reset_established.push(locality),
             None => {}
         }
@@ -116,7 +116,7 @@ pub enum OwnedAction {
         locality: u8,
         command: Vec<u8>,
     },
-    Cancel,
+    Cancel(vtpm_crb::ExecToken),
     ResetEstablished(u8),
 }
 
@@ -132,7 +132,7 @@ impl From<Action<'_>> for OwnedAction {
                 locality,
                 command: command.to_vec(),
             },
-            Action::Cancel => Self::Cancel,
+            Action::Cancel { token } => Self::Cancel(token),
             Action::ResetEstablished { locality } => Self::ResetEstablished(locality),
         }
     }
