@@ -88,7 +88,8 @@ pub enum Completion {
     Stale,
 }
 
-/// Counters of what moved through the device.
+/// Counters of what moved through the device. They saturate rather than
+/// wrap: a restored snapshot may start them anywhere.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DeviceStats {
     /// Commands handed to the backend.
@@ -965,7 +966,7 @@ impl CrbDevice {
     fn start(&mut self, locality: u8) -> Option<Decided> {
         let rx = self.take_command_piece()?;
         if rx.oversize || rx.command.len() < rx.total {
-            self.stats.commands_refused += 1;
+            self.stats.commands_refused = self.stats.commands_refused.saturating_add(1);
             self.park(Phase::Receiving(rx));
             let mut response = mem::take(&mut self.spare.response);
             response.extend_from_slice(&tpm::COMMAND_SIZE_RESPONSE);
@@ -984,7 +985,7 @@ impl CrbDevice {
             cancel_requested: false,
             orphaned: false,
         });
-        self.stats.commands_executed += 1;
+        self.stats.commands_executed = self.stats.commands_executed.saturating_add(1);
         Some(Decided::Execute)
     }
 
@@ -1009,7 +1010,7 @@ impl CrbDevice {
                 }
             }
         };
-        self.stats.command_pieces += 1;
+        self.stats.command_pieces = self.stats.command_pieces.saturating_add(1);
         if !rx.oversize {
             let n = (rx.total - rx.command.len()).min(self.window.len());
             rx.command.extend_from_slice(&self.window.bytes[..n]);
@@ -1040,7 +1041,7 @@ impl CrbDevice {
         r.piece_len = len;
         r.coverage.clear();
         r.window_written = false;
-        self.stats.response_pieces += 1;
+        self.stats.response_pieces = self.stats.response_pieces.saturating_add(1);
     }
 
     fn note_window_read(&mut self, start: usize, end: usize) {
@@ -1084,7 +1085,7 @@ impl CrbDevice {
     fn enter_fatal(&mut self) {
         self.release();
         self.ctrl_sts = CtrlSts::TPM_STS.with_flag(self.ctrl_sts, true);
-        self.stats.fatal_errors += 1;
+        self.stats.fatal_errors = self.stats.fatal_errors.saturating_add(1);
     }
 
     fn raise(&mut self, bit: spec::Field) {

@@ -565,3 +565,43 @@ fn a_round_trip_after_a_refused_oversize_command_is_byte_identical() {
         assert_eq!(d.snapshot()[..], snap[..]);
     }
 }
+
+#[test]
+fn counters_restored_at_their_maximum_saturate_instead_of_overflowing() {
+    let config = chunking_device(ChunkPolicy::Auto);
+    let mut d = CrbDevice::new(config.clone()).unwrap();
+    take_locality(&mut d, 0);
+    let snap = with_next_token(&d.snapshot(), 7);
+    // The five u64 counters follow the next token.
+    let stats_at = 8 + 2 + 2 + 4 + (4 + 1 + 1 + 4 + 1 + 1 + 1 + 1 + 1 + 5 * 4 + 8 + 8);
+    let snap = edited(&snap, |b| b[stats_at..stats_at + 40].fill(0xFF));
+    let mut d = CrbDevice::restore(config, &snap).unwrap();
+    assert_eq!(d.stats().response_pieces, u64::MAX);
+    // A refused command, a forwarded one, its response and a fatal error
+    // touch every counter.
+    let mut huge = command(100, 1);
+    huge[2..6].copy_from_slice(&60_000u32.to_be_bytes());
+    window_write(&mut d, 0, &huge);
+    assert_eq!(w32(&mut d, CTRL_START, START), None);
+    w32(&mut d, CTRL_REQ, 1);
+    window_write(&mut d, 0, &command(30, 2));
+    let token = match w32(&mut d, CTRL_START, START) {
+        Some(OwnedAction::Execute { token, .. }) => token,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        d.complete(token, Err(vtpm_crb::BackendFailed)),
+        Completion::Fatal
+    );
+    let s = d.stats();
+    assert_eq!(
+        [
+            s.commands_executed,
+            s.commands_refused,
+            s.command_pieces,
+            s.response_pieces,
+            s.fatal_errors
+        ],
+        [u64::MAX; 5]
+    );
+}
