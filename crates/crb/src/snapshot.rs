@@ -200,7 +200,10 @@ impl CrbDevice {
             },
             phase,
             // Empty, wiped buffers kept for the next command.
-            spare: Spare { .. },
+            spare: Spare {
+                command: _,
+                response: _,
+            },
             next_token,
             stats:
                 DeviceStats {
