@@ -34,9 +34,17 @@ fuzz_target!(|data: &[u8]| {
             1 => {
                 let width = [1usize, 2, 4, 8][usize::from(op >> 6)];
                 let value: Vec<u8> = (0..width).map(|_| next().unwrap_or(0)).collect();
-                if let Some(Action::Execute { token, command, .. }) = device.write(offset, &value) {
-                    assert!(command.len() <= limit);
-                    pending.push(token);
+                match device.write(offset, &value) {
+                    Some(Action::Execute { token, command, .. }) => {
+                        assert!(command.len() >= 10 && command.len() <= limit);
+                        let declared =
+                            u32::from_be_bytes([command[2], command[3], command[4], command[5]]);
+                        assert_eq!(declared as usize, command.len());
+                        pending.push(token);
+                    }
+                    // A cancel names the execution in flight.
+                    Some(Action::Cancel { token }) => assert!(pending.contains(&token)),
+                    _ => {}
                 }
             }
             2 => {

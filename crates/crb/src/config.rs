@@ -1,6 +1,10 @@
 //! Device configuration, validated once at construction.
 
+use alloc::format;
+use alloc::string::String;
+
 use crate::spec::{self, MAX_LOCALITIES, MAX_WINDOW_SIZE, MIN_WINDOW_SIZE};
+use crate::tpm::HEADER_SIZE;
 
 /// The largest backend buffer a device accepts: a bound on host memory
 /// per direction that no guest can raise.
@@ -19,7 +23,7 @@ pub enum ChunkPolicy {
     Off,
 }
 
-impl std::str::FromStr for ChunkPolicy {
+impl core::str::FromStr for ChunkPolicy {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.to_ascii_lowercase().as_str() {
@@ -77,7 +81,7 @@ pub enum ConfigError {
     #[error("window size {0} is outside {MIN_WINDOW_SIZE}..={MAX_WINDOW_SIZE}")]
     WindowSize(usize),
     /// The backend buffer cannot hold a header or exceeds the host bound.
-    #[error("backend buffer {0} is outside {min}..={MAX_BACKEND_BUFFER}", min = vtpm_wire::HEADER_SIZE)]
+    #[error("backend buffer {0} is outside {HEADER_SIZE}..={MAX_BACKEND_BUFFER}")]
     BackendBuffer(usize),
     /// Zero or more than five localities.
     #[error("locality count {0} is outside 1..=5")]
@@ -93,7 +97,7 @@ impl CrbConfig {
         if !(MIN_WINDOW_SIZE..=MAX_WINDOW_SIZE).contains(&self.window_size) {
             return Err(ConfigError::WindowSize(self.window_size));
         }
-        if !(vtpm_wire::HEADER_SIZE..=MAX_BACKEND_BUFFER).contains(&self.backend_buffer) {
+        if !(HEADER_SIZE..=MAX_BACKEND_BUFFER).contains(&self.backend_buffer) {
             return Err(ConfigError::BackendBuffer(self.backend_buffer));
         }
         if !(1..=MAX_LOCALITIES).contains(&self.localities) {

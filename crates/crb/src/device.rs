@@ -1,11 +1,17 @@
 //! The CRB state machine: MMIO reads and writes in, register values,
 //! window bytes and [`Action`]s out.
 
-use vtpm_wire::{Header, ResponseCode, HEADER_SIZE};
+use core::fmt;
+use core::mem;
+
+use alloc::vec;
+use alloc::vec::Vec;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::config::{ConfigError, CrbConfig};
 use crate::spec::{self, reg, CtrlCancel, CtrlReq, CtrlStart, CtrlSts, IntBits, LocCtrl};
 use crate::spec::{IntfIdHi, LocState, LocSts, DATA_WINDOW_OFFSET, LOCALITY_PAGE_SIZE};
+use crate::tpm::{self, HEADER_SIZE};
 
 /// Identifies one execution, so a completion that outlived a reset or a
 /// locality change is recognised and dropped.
@@ -13,7 +19,7 @@ use crate::spec::{IntfIdHi, LocState, LocSts, DATA_WINDOW_OFFSET, LOCALITY_PAGE_
 pub struct ExecToken(pub u64);
 
 /// Work the device hands to its host after an MMIO write.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(PartialEq, Eq)]
 pub enum Action<'a> {
     /// Run `command` on the backend at `locality`, then call
     /// [`CrbDevice::complete`] with `token`.
@@ -25,8 +31,8 @@ pub enum Action<'a> {
         /// The whole command, as assembled from one or more window pieces.
         command: &'a [u8],
     },
-    /// Ask the backend to cancel the executing command `token`. It still
-    /// completes; a cancel that arrives after it did is to be dropped.
+    /// Ask the backend to cancel the execution `token`. It still completes;
+    /// a cancel for a token that has already completed is moot.
     Cancel {
         /// The execution to cancel.
         token: ExecToken,
@@ -37,6 +43,29 @@ pub enum Action<'a> {
         /// The locality that asked.
         locality: u8,
     },
+}
+
+/// Prints the command's length, never its bytes (they are TPM traffic).
+impl fmt::Debug for Action<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Execute {
+                token,
+                locality,
+                command,
+            } => f
+                .debug_struct("Execute")
+                .field("token", token)
+                .field("locality", locality)
+                .field("command_len", &command.len())
+                .finish(),
+            Self::Cancel { token } => f.debug_struct("Cancel").field("token", token).finish(),
+            Self::ResetEstablished { locality } => f
+                .debug_struct("ResetEstablished")
+                .field("locality", locality)
+                .finish(),
+        }
+    }
 }
 
 /// The backend could not produce a response; the device enters the fatal
@@ -59,7 +88,8 @@ pub enum Completion {
     Stale,
 }
 
-/// Counters of what moved through the device.
+/// Counters of what moved through the device. They saturate rather than
+/// wrap: a restored snapshot may start them anywhere.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DeviceStats {
     /// Commands handed to the backend.
@@ -74,26 +104,82 @@ pub struct DeviceStats {
     pub fatal_errors: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A buffer of TPM traffic: wiped (capacity included) when released and
+/// on drop.
+pub(crate) type Traffic = Zeroizing<Vec<u8>>;
+
+/// Where a transaction is. Each phase owns exactly the state that exists
+/// in it, buffers included, so a snapshot cannot describe (and the device
+/// cannot reach) response bytes while receiving, or a piece offset while
+/// executing.
+// The device holds one Phase; boxing the responding state (its read
+// coverage) would allocate per response.
+#[allow(clippy::large_enum_variant)]
+#[derive(Default)]
 pub(crate) enum Phase {
     /// No transaction data held.
+    #[default]
     Idle,
     /// Command pieces are being assembled.
-    Receiving,
+    Receiving(Receiving),
     /// The backend is running the command.
-    Executing {
-        token: ExecToken,
-        locality: u8,
-        cancel_requested: bool,
-        orphaned: bool,
-    },
+    Executing(Executing),
     /// A response is held and served piece by piece.
-    Responding,
+    Responding(Responding),
+}
+
+/// A command arriving piece by piece.
+pub(crate) struct Receiving {
+    /// The pieces so far (empty when `oversize`).
+    pub(crate) command: Traffic,
+    /// The size its first piece's header declares.
+    pub(crate) total: usize,
+    /// `total` exceeds the transfer limit: pieces are counted, not kept,
+    /// and Start answers TPM_RC_COMMAND_SIZE.
+    pub(crate) oversize: bool,
+}
+
+/// A whole command with the backend.
+pub(crate) struct Executing {
+    /// The command, kept for re-delivery after a restore.
+    pub(crate) command: Traffic,
+    pub(crate) token: ExecToken,
+    pub(crate) locality: u8,
+    /// Action::Cancel was already returned for this execution.
+    pub(crate) cancel_requested: bool,
+    /// The locality changed: the response will be discarded.
+    pub(crate) orphaned: bool,
+}
+
+/// A response served through the window.
+pub(crate) struct Responding {
+    pub(crate) response: Traffic,
+    /// Where the piece in the window starts in the response.
+    pub(crate) piece_offset: usize,
+    /// Bytes of the piece in the window.
+    pub(crate) piece_len: usize,
+    /// Which bytes of the piece the guest has read.
+    pub(crate) coverage: ReadCoverage,
+    /// The window may hold bytes the guest wrote since the piece was
+    /// served (a VMM wrote through [`CrbDevice::window_mut`]), so Start or
+    /// nextChunk past the last piece takes it as a new command.
+    pub(crate) window_written: bool,
+}
+
+impl Phase {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Idle => "Idle",
+            Self::Receiving(_) => "Receiving",
+            Self::Executing(_) => "Executing",
+            Self::Responding(_) => "Responding",
+        }
+    }
 }
 
 /// Which bytes of the current window piece the guest has read, so the
 /// device knows when a response has been fully consumed.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct ReadCoverage {
     pub(crate) bits: [u64; COVERAGE_WORDS],
     pub(crate) covered: usize,
@@ -110,20 +196,27 @@ impl ReadCoverage {
         }
     }
 
-    /// Coverage rebuilt from saved bitmap words, counting only bits below `len`.
-    pub(crate) fn from_words(words: &[u64], len: usize) -> Self {
+    /// Coverage rebuilt from saved bitmap words; `None` when a bit lies at
+    /// or past `len`, which no read can set.
+    pub(crate) fn from_words(words: &[u64], len: usize) -> Option<Self> {
+        if words.len() > COVERAGE_WORDS {
+            return None;
+        }
         let mut c = Self::new();
-        for (i, w) in words.iter().take(COVERAGE_WORDS).enumerate() {
+        for (i, &w) in words.iter().enumerate() {
             let valid = len.saturating_sub(i * 64).min(64);
             let mask = if valid == 64 {
                 u64::MAX
             } else {
                 (1u64 << valid) - 1
             };
-            c.bits[i] = w & mask;
-            c.covered += (w & mask).count_ones() as usize;
+            if w & !mask != 0 {
+                return None;
+            }
+            c.bits[i] = w;
+            c.covered += w.count_ones() as usize;
         }
-        c
+        Some(c)
     }
 
     fn clear(&mut self) {
@@ -151,13 +244,64 @@ impl ReadCoverage {
     }
 }
 
+/// The data window and how much of it may be non-zero.
+#[derive(Default)]
+pub(crate) struct Window {
+    pub(crate) bytes: Traffic,
+    /// `bytes[dirty..]` is known to be zero.
+    pub(crate) dirty: usize,
+}
+
+impl Window {
+    fn new(len: usize) -> Self {
+        Self {
+            bytes: Zeroizing::new(vec![0; len]),
+            dirty: 0,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    fn write(&mut self, start: usize, data: &[u8]) {
+        self.bytes[start..start + data.len()].copy_from_slice(data);
+        self.dirty = self.dirty.max(start + data.len());
+    }
+
+    /// Puts a response piece at the start; stale bytes past it (the
+    /// command, an earlier piece) are wiped so they cannot be read.
+    fn put_piece(&mut self, piece: &[u8]) {
+        self.bytes[..piece.len()].copy_from_slice(piece);
+        if self.dirty > piece.len() {
+            self.bytes[piece.len()..self.dirty].zeroize();
+        }
+        self.dirty = piece.len();
+    }
+
+    fn zero(&mut self) {
+        self.bytes[..self.dirty].zeroize();
+        self.dirty = 0;
+    }
+}
+
+/// Buffers not in use by the current phase, kept so that commands never
+/// allocate. Always empty (and wiped).
+#[derive(Default)]
+pub(crate) struct Spare {
+    pub(crate) command: Traffic,
+    pub(crate) response: Traffic,
+}
+
 /// A TPM CRB device model: five locality pages, a data window, chunked
 /// transfers in both directions, asynchronous execution.
 ///
 /// It is pure state: no threads, no I/O, no clock. Feed it MMIO accesses
 /// with [`CrbDevice::read`] and [`CrbDevice::write`], run the [`Action`]s
 /// it returns, and report results with [`CrbDevice::complete`].
-#[derive(Debug, Clone)]
+///
+/// It is neither `Clone` nor printed byte by byte: it holds TPM traffic,
+/// which is wiped when a transaction ends and when the device is dropped.
 pub struct CrbDevice {
     pub(crate) config: CrbConfig,
     pub(crate) chunking: bool,
@@ -168,40 +312,76 @@ pub struct CrbDevice {
     pub(crate) pending_requests: u8,
     pub(crate) been_seized: u8,
     pub(crate) established: bool,
+    /// A ResetEstablished action is out and not yet answered with
+    /// [`CrbDevice::set_established`]; repeats are not asked again.
+    pub(crate) reset_established_pending: bool,
 
     pub(crate) ctrl_sts: u32,
     /// cmdReady/goIdle written while a command executes: they read back 1
     /// and take effect when it completes.
     pub(crate) deferred_req: u32,
-    /// A ResetEstablished action is out and not yet answered with
-    /// [`CrbDevice::set_established`]; repeats are not asked again.
-    pub(crate) reset_established_pending: bool,
     pub(crate) cancel: u32,
     pub(crate) int_enable: u32,
     pub(crate) int_sts: u32,
     pub(crate) ctrl_ext: u64,
-    pub(crate) window: Vec<u8>,
-    /// `window[window_dirty..]` is known to be zero.
-    pub(crate) window_dirty: usize,
+    pub(crate) window: Window,
 
     pub(crate) phase: Phase,
-    pub(crate) command: Vec<u8>,
-    pub(crate) command_total: usize,
-    pub(crate) command_oversize: bool,
-    pub(crate) response: Vec<u8>,
-    pub(crate) piece_offset: usize,
-    pub(crate) piece_len: usize,
-    pub(crate) coverage: ReadCoverage,
+    pub(crate) spare: Spare,
     pub(crate) next_token: u64,
     pub(crate) stats: DeviceStats,
+}
+
+/// Prints the state and the lengths of what is held, never the bytes.
+impl fmt::Debug for CrbDevice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CrbDevice")
+            .field("config", &self.config)
+            .field("active", &self.active)
+            .field("phase", &self.phase.name())
+            .field("held_bytes", &self.held_bytes())
+            .field("window_dirty", &self.window.dirty)
+            .field("ctrl_sts", &self.ctrl_sts)
+            .field("next_token", &self.next_token)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An action decided inside the register logic, before it borrows the
 /// command buffer.
 enum Decided {
-    Execute(ExecToken, u8),
+    Execute,
     Cancel(ExecToken),
     ResetEstablished(u8),
+}
+
+/// Where an MMIO access lands.
+enum Target {
+    /// Inside the data window of `locality`, from byte `start`.
+    Window { locality: u8, start: usize },
+    /// A 1, 2, 4 or 8-byte register access in `locality`'s page.
+    Registers { locality: u8, page_off: u64 },
+}
+
+// An access is at most 8 bytes, so it never reaches both LOC_CTRL and the
+// CANCEL/START pair: at most one of them decides an action per access.
+const _: () = assert!(reg::CTRL_CANCEL >= reg::LOC_CTRL + 4 + 8);
+const _: () = assert!(reg::CTRL_START == reg::CTRL_CANCEL + 4);
+
+/// The answer handed to a completion.
+enum Answer<'a> {
+    Copy(&'a [u8]),
+    Swap(&'a mut Vec<u8>),
+}
+
+impl Answer<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Copy(r) => r,
+            Self::Swap(r) => r,
+        }
+    }
 }
 
 impl CrbDevice {
@@ -210,22 +390,21 @@ impl CrbDevice {
     pub fn new(config: CrbConfig) -> Result<Self, ConfigError> {
         config.validate()?;
         let limit = config.transfer_limit();
+        let spare = Spare {
+            command: Zeroizing::new(Vec::with_capacity(limit)),
+            response: Zeroizing::new(Vec::with_capacity(limit)),
+        };
         Ok(Self::power_on(
-            vec![0; config.window_size],
-            Vec::with_capacity(limit),
-            Vec::with_capacity(limit),
+            Window::new(config.window_size),
+            spare,
             config,
         ))
     }
 
     /// The power-on state around the given (zeroed) buffers.
-    fn power_on(window: Vec<u8>, command: Vec<u8>, response: Vec<u8>, config: CrbConfig) -> Self {
+    fn power_on(window: Window, spare: Spare, config: CrbConfig) -> Self {
         let chunking = config.chunking_advertised();
         Self {
-            window,
-            window_dirty: 0,
-            command,
-            response,
             chunking,
             limit: config.transfer_limit(),
             intf_id_low: spec::intf_id_low(
@@ -238,19 +417,16 @@ impl CrbDevice {
             pending_requests: 0,
             been_seized: 0,
             established: false,
+            reset_established_pending: false,
             ctrl_sts: spec::CTRL_STS_RESET,
             deferred_req: 0,
-            reset_established_pending: false,
             cancel: 0,
             int_enable: 0,
             int_sts: 0,
             ctrl_ext: 0,
+            window,
             phase: Phase::Idle,
-            command_total: 0,
-            command_oversize: false,
-            piece_offset: 0,
-            piece_len: 0,
-            coverage: ReadCoverage::new(),
+            spare,
             next_token: 1,
             stats: DeviceStats::default(),
         }
@@ -283,24 +459,27 @@ impl CrbDevice {
 
     /// Bytes of command and response data the device holds right now.
     pub fn held_bytes(&self) -> usize {
-        self.command.len() + self.response.len()
+        match &self.phase {
+            Phase::Idle => 0,
+            Phase::Receiving(rx) => rx.command.len(),
+            Phase::Executing(ex) => ex.command.len(),
+            Phase::Responding(r) => r.response.len(),
+        }
     }
 
     /// True while a command is with the backend (START reads 1).
     pub fn is_executing(&self) -> bool {
-        matches!(self.phase, Phase::Executing { .. })
+        matches!(self.phase, Phase::Executing(_))
     }
 
     /// The command with the backend, if any: for a host that must deliver
     /// it again (after restoring a snapshot, for example).
     pub fn executing_command(&self) -> Option<Action<'_>> {
-        match self.phase {
-            Phase::Executing {
-                token, locality, ..
-            } => Some(Action::Execute {
-                token,
-                locality,
-                command: &self.command,
+        match &self.phase {
+            Phase::Executing(ex) => Some(Action::Execute {
+                token: ex.token,
+                locality: ex.locality,
+                command: &ex.command,
             }),
             _ => None,
         }
@@ -316,13 +495,18 @@ impl CrbDevice {
     /// The data window, for a VMM that maps it as guest memory and sends
     /// only register accesses through the device.
     pub fn window(&self) -> &[u8] {
-        &self.window
+        &self.window.bytes
     }
 
-    /// The data window, writable; see [`CrbDevice::window`].
+    /// The data window, writable; see [`CrbDevice::window`]. From here on
+    /// the device treats the window as holding the guest's bytes: Start or
+    /// nextChunk after the last response piece takes them as a command.
     pub fn window_mut(&mut self) -> &mut [u8] {
-        self.window_dirty = self.window.len();
-        &mut self.window
+        self.window.dirty = self.window.len();
+        if let Phase::Responding(r) = &mut self.phase {
+            r.window_written = true;
+        }
+        &mut self.window.bytes
     }
 
     /// Reports the backend's tpmEstablished flag (LOC_STATE bit 0 reads its
@@ -344,14 +528,11 @@ impl CrbDevice {
     /// its way becomes [`Completion::Stale`]; all buffers are zeroed. The
     /// established flag is the backend's and is kept.
     pub fn reset(&mut self) {
-        let mut command = std::mem::take(&mut self.command);
-        let mut response = std::mem::take(&mut self.response);
-        let mut window = std::mem::take(&mut self.window);
-        zero(&mut command);
-        zero(&mut response);
-        window.fill(0);
-        let fresh = Self::power_on(window, command, response, self.config.clone());
-        let kept = std::mem::replace(self, fresh);
+        self.release();
+        let window = mem::take(&mut self.window);
+        let spare = mem::take(&mut self.spare);
+        let fresh = Self::power_on(window, spare, self.config.clone());
+        let kept = mem::replace(self, fresh);
         // Tokens keep counting so a completion from before the reset can
         // never match a command started after it.
         self.next_token = kept.next_token;
@@ -367,20 +548,7 @@ impl CrbDevice {
         token: ExecToken,
         result: Result<&[u8], BackendFailed>,
     ) -> Completion {
-        let outcome = match self.finish_execution(token) {
-            Err(done) => done,
-            Ok(()) => match result {
-                Ok(r) if self.deliverable(r) => {
-                    self.response.extend_from_slice(r);
-                    self.deliver()
-                }
-                _ => self.fail_execution(),
-            },
-        };
-        if outcome != Completion::Stale {
-            self.apply_deferred_req();
-        }
-        outcome
+        self.finish(token, result.map(Answer::Copy))
     }
 
     /// Like [`CrbDevice::complete`], but takes the response buffer instead
@@ -391,72 +559,61 @@ impl CrbDevice {
         token: ExecToken,
         result: Result<&mut Vec<u8>, BackendFailed>,
     ) -> Completion {
-        let mut result = result;
-        let outcome = match self.finish_execution(token) {
-            Err(done) => done,
-            Ok(()) => match result {
-                Ok(ref mut r) if self.deliverable(r) => {
-                    // The response buffer is empty while a command executes.
-                    std::mem::swap(&mut self.response, *r);
-                    self.deliver()
-                }
-                _ => self.fail_execution(),
-            },
-        };
-        if let Ok(r) = result {
-            zero(r);
+        match result {
+            Ok(r) => {
+                let outcome = self.finish(token, Ok(Answer::Swap(&mut *r)));
+                r.zeroize();
+                outcome
+            }
+            Err(e) => self.finish(token, Err(e)),
         }
-        if outcome != Completion::Stale {
-            self.apply_deferred_req();
-        }
-        outcome
     }
 
-    /// Applies cmdReady/goIdle requests that waited for the command.
-    fn apply_deferred_req(&mut self) {
-        let deferred = std::mem::take(&mut self.deferred_req);
+    /// The one implementation of a completion.
+    fn finish(
+        &mut self,
+        token: ExecToken,
+        answer: Result<Answer<'_>, BackendFailed>,
+    ) -> Completion {
+        let ex = match mem::take(&mut self.phase) {
+            Phase::Executing(ex) if ex.token == token => ex,
+            other => {
+                self.phase = other;
+                return Completion::Stale;
+            }
+        };
+        self.cancel = 0;
+        let orphaned = ex.orphaned;
+        self.park(Phase::Executing(ex));
+        self.raise(IntBits::START);
+        let outcome = match answer {
+            _ if orphaned => Completion::Discarded,
+            Ok(a) if self.deliverable(a.bytes()) => {
+                let mut response = mem::take(&mut self.spare.response);
+                match a {
+                    Answer::Copy(r) => response.extend_from_slice(r),
+                    // The spare buffer is empty and wiped; the caller gets it.
+                    Answer::Swap(r) => mem::swap(&mut *response, r),
+                }
+                self.respond(response);
+                Completion::Delivered
+            }
+            _ => {
+                self.enter_fatal();
+                Completion::Fatal
+            }
+        };
+        let deferred = mem::take(&mut self.deferred_req);
         if deferred != 0 {
             self.apply_ctrl_req(deferred);
         }
-    }
-
-    /// The common start of a completion: `Err` when it ends here (stale or
-    /// discarded).
-    fn finish_execution(&mut self, token: ExecToken) -> Result<(), Completion> {
-        let orphaned = match self.phase {
-            Phase::Executing {
-                token: running,
-                orphaned,
-                ..
-            } if running == token => orphaned,
-            _ => return Err(Completion::Stale),
-        };
-        self.cancel = 0;
-        zero(&mut self.command);
-        self.command_total = 0;
-        self.raise(IntBits::START);
-        if orphaned {
-            self.phase = Phase::Idle;
-            return Err(Completion::Discarded);
-        }
-        Ok(())
-    }
-
-    fn deliver(&mut self) -> Completion {
-        self.phase = Phase::Responding;
-        self.serve_piece(0);
-        Completion::Delivered
-    }
-
-    fn fail_execution(&mut self) -> Completion {
-        self.enter_fatal();
-        Completion::Fatal
+        outcome
     }
 
     fn deliverable(&self, response: &[u8]) -> bool {
         response.len() >= HEADER_SIZE
             && response.len() <= self.limit
-            && Header::peek_size(response) == Some(response.len() as u32)
+            && tpm::declared_size(response) == Some(response.len())
     }
 
     /// An MMIO read of `data.len()` bytes at `offset` from locality 0's page.
@@ -465,53 +622,91 @@ impl CrbDevice {
     /// data window serves any length. Anything else reads as zeros.
     pub fn read(&mut self, offset: u64, data: &mut [u8]) {
         data.fill(0);
-        let Some((locality, page_off)) = self.decode(offset, data.len()) else {
-            return;
-        };
-        let win_start = DATA_WINDOW_OFFSET;
-        let win_end = DATA_WINDOW_OFFSET + self.window.len() as u64;
-        let end = page_off + data.len() as u64;
-        if page_off >= win_start && end <= win_end {
-            if self.active == Some(locality) {
-                let start = (page_off - win_start) as usize;
-                data.copy_from_slice(&self.window[start..start + data.len()]);
+        match self.target(offset, data.len()) {
+            Some(Target::Window { locality, start }) if self.active == Some(locality) => {
+                data.copy_from_slice(&self.window.bytes[start..start + data.len()]);
                 self.note_window_read(start, start + data.len());
             }
-            return;
-        }
-        if !matches!(data.len(), 1 | 2 | 4 | 8) || end > win_start {
-            return;
-        }
-        for (i, byte) in data.iter_mut().enumerate() {
-            let at = page_off + i as u64;
-            let dword = self.read_register(locality, at & !3);
-            *byte = (dword >> (8 * (at & 3))) as u8;
+            None | Some(Target::Window { .. }) => {}
+            Some(Target::Registers { locality, page_off }) => {
+                for (i, byte) in data.iter_mut().enumerate() {
+                    let at = page_off + i as u64;
+                    let dword = self.read_register(locality, at & !3);
+                    *byte = (dword >> (8 * (at & 3))) as u8;
+                }
+            }
         }
     }
 
     /// An MMIO write of `data` at `offset` from locality 0's page. Returns
     /// the work the host must do, if any.
     pub fn write(&mut self, offset: u64, data: &[u8]) -> Option<Action<'_>> {
-        let (locality, page_off) = self.decode(offset, data.len())?;
-        let win_start = DATA_WINDOW_OFFSET;
-        let win_end = DATA_WINDOW_OFFSET + self.window.len() as u64;
-        let end = page_off + data.len() as u64;
-        if page_off >= win_start && end <= win_end {
-            if self.active == Some(locality) {
-                let start = (page_off - win_start) as usize;
-                self.window[start..start + data.len()].copy_from_slice(data);
-                self.window_dirty = self.window_dirty.max(start + data.len());
+        let decided = match self.target(offset, data.len())? {
+            Target::Window { locality, start } => {
+                self.write_window(locality, start, data);
+                return None;
             }
+            Target::Registers { locality, page_off } => {
+                self.write_registers(locality, page_off, data)?
+            }
+        };
+        Some(match decided {
+            Decided::Execute => match &self.phase {
+                Phase::Executing(ex) => Action::Execute {
+                    token: ex.token,
+                    locality: ex.locality,
+                    command: &ex.command,
+                },
+                // start() returns Execute only after entering Executing.
+                _ => return None,
+            },
+            Decided::Cancel(token) => Action::Cancel { token },
+            Decided::ResetEstablished(locality) => Action::ResetEstablished { locality },
+        })
+    }
+
+    /// Splits an access into window or registers; `None` for one outside
+    /// the configured pages, across a page boundary, straddling the window
+    /// edge, or of a width registers do not serve.
+    fn target(&self, offset: u64, len: usize) -> Option<Target> {
+        let locality = offset / LOCALITY_PAGE_SIZE;
+        let page_off = offset % LOCALITY_PAGE_SIZE;
+        let end = page_off.checked_add(len as u64)?;
+        if locality >= u64::from(self.config.localities) || end > LOCALITY_PAGE_SIZE || len == 0 {
             return None;
         }
-        if !matches!(data.len(), 1 | 2 | 4 | 8) || end > win_start {
-            return None;
+        let locality = locality as u8;
+        let win_end = DATA_WINDOW_OFFSET + self.window.len() as u64;
+        if page_off >= DATA_WINDOW_OFFSET && end <= win_end {
+            let start = (page_off - DATA_WINDOW_OFFSET) as usize;
+            return Some(Target::Window { locality, start });
         }
-        // Registers are 32 bits wide; a wider or unaligned access is split
-        // into the dwords it touches. The register map makes at most one of
-        // them produce an action (CANCEL acts only while executing, START
-        // only while not, and CANCEL is handled first).
-        let mut decided = None;
+        (matches!(len, 1 | 2 | 4 | 8) && end <= DATA_WINDOW_OFFSET)
+            .then_some(Target::Registers { locality, page_off })
+    }
+
+    fn write_window(&mut self, locality: u8, start: usize, data: &[u8]) {
+        if self.active != Some(locality) {
+            return;
+        }
+        // A guest that writes the window is done with the response in it:
+        // release it, so none of its bytes can become part of a command.
+        if matches!(self.phase, Phase::Responding(_)) {
+            self.release();
+        }
+        self.window.write(start, data);
+    }
+
+    /// Registers are 32 bits wide; a wider or unaligned access is split
+    /// into the dwords it touches. Only LOC_CTRL, CTRL_CANCEL and
+    /// CTRL_START decide actions, and one access reaches either LOC_CTRL or
+    /// the CANCEL/START pair (checked at compile time above), so each
+    /// access yields at most one action by construction.
+    fn write_registers(&mut self, locality: u8, page_off: u64, data: &[u8]) -> Option<Decided> {
+        let end = page_off + data.len() as u64;
+        let mut loc_ctrl = None;
+        let mut cancel = None;
+        let mut start = None;
         let mut at = page_off;
         while at < end {
             let dword = at & !3;
@@ -522,29 +717,46 @@ impl CrbDevice {
                 mask |= 0xFF << shift;
                 at += 1;
             }
-            if let Some(d) = self.write_register(locality, dword, value, mask) {
-                decided.get_or_insert(d);
+            let value = value & mask;
+            match dword {
+                reg::LOC_CTRL => loc_ctrl = Some(value),
+                reg::CTRL_CANCEL => cancel = Some((value, mask)),
+                reg::CTRL_START => start = Some(value),
+                _ => self.write_plain_register(locality, dword, value, mask),
             }
         }
-        decided.map(|d| match d {
-            Decided::Execute(token, locality) => Action::Execute {
-                token,
-                locality,
-                command: &self.command,
-            },
-            Decided::Cancel(token) => Action::Cancel { token },
-            Decided::ResetEstablished(locality) => Action::ResetEstablished { locality },
-        })
+        match loc_ctrl {
+            Some(value) => self.write_loc_ctrl(locality, value),
+            None => self.write_cancel_start(locality, cancel, start),
+        }
     }
 
-    /// Splits an offset into (locality, offset in page); `None` for an
-    /// access outside the configured pages or across a page boundary.
-    fn decode(&self, offset: u64, len: usize) -> Option<(u8, u64)> {
-        let locality = offset / LOCALITY_PAGE_SIZE;
-        let page_off = offset % LOCALITY_PAGE_SIZE;
-        let fits = page_off.checked_add(len as u64)? <= LOCALITY_PAGE_SIZE;
-        (locality < u64::from(self.config.localities) && fits && len > 0)
-            .then_some((locality as u8, page_off))
+    /// CANCEL, then START, of one access. A cancel acts only while a
+    /// command executes, and START is ignored while one executes, so when
+    /// the cancel decides an action the START of the same access has
+    /// nothing to do.
+    fn write_cancel_start(
+        &mut self,
+        locality: u8,
+        cancel: Option<(u32, u32)>,
+        start: Option<u32>,
+    ) -> Option<Decided> {
+        if self.active != Some(locality) {
+            return None;
+        }
+        if let Some((value, mask)) = cancel {
+            self.cancel = (self.cancel & !mask) | (value & CtrlCancel::CANCEL.mask());
+            if CtrlCancel::CANCEL.is_set(self.cancel) {
+                if let Phase::Executing(ex) = &mut self.phase {
+                    if !ex.cancel_requested {
+                        ex.cancel_requested = true;
+                        return Some(Decided::Cancel(ex.token));
+                    }
+                    return None;
+                }
+            }
+        }
+        start.and_then(|value| self.write_ctrl_start(locality, value))
     }
 
     fn window_address(&self, locality: u8) -> u64 {
@@ -587,17 +799,9 @@ impl CrbDevice {
         }
     }
 
-    fn write_register(
-        &mut self,
-        locality: u8,
-        dword: u64,
-        value: u32,
-        mask: u32,
-    ) -> Option<Decided> {
-        let value = value & mask;
-        let from_active = self.active == Some(locality);
+    /// A register write that never decides an action.
+    fn write_plain_register(&mut self, locality: u8, dword: u64, value: u32, mask: u32) {
         match dword {
-            reg::LOC_CTRL => return self.write_loc_ctrl(locality, value),
             reg::CTRL_EXT_LO => {
                 self.ctrl_ext = (self.ctrl_ext & !u64::from(mask)) | u64::from(value);
             }
@@ -605,22 +809,7 @@ impl CrbDevice {
                 let m = u64::from(mask) << 32;
                 self.ctrl_ext = (self.ctrl_ext & !m) | (u64::from(value) << 32);
             }
-            reg::CTRL_REQ if from_active => self.write_ctrl_req(value),
-            reg::CTRL_CANCEL if from_active => {
-                self.cancel = (self.cancel & !mask) | (value & CtrlCancel::CANCEL.mask());
-                if CtrlCancel::CANCEL.is_set(self.cancel) {
-                    if let Phase::Executing {
-                        token,
-                        cancel_requested: ref mut requested @ false,
-                        ..
-                    } = self.phase
-                    {
-                        *requested = true;
-                        return Some(Decided::Cancel(token));
-                    }
-                }
-            }
-            reg::CTRL_START if from_active => return self.write_ctrl_start(locality, value),
+            reg::CTRL_REQ if self.active == Some(locality) => self.write_ctrl_req(value),
             reg::INT_ENABLE => {
                 let m = mask & spec::INT_ENABLE_WRITABLE;
                 self.int_enable = (self.int_enable & !m) | (value & m);
@@ -628,7 +817,6 @@ impl CrbDevice {
             reg::INT_STS => self.int_sts &= !(value & spec::INT_STS_BITS),
             _ => {}
         }
-        None
     }
 
     fn write_loc_ctrl(&mut self, locality: u8, value: u32) -> Option<Decided> {
@@ -689,12 +877,9 @@ impl CrbDevice {
     /// A locality change ends the transaction: held bytes are zeroed, and
     /// a running command's response will be discarded when it arrives.
     fn drop_transaction(&mut self) {
-        if let Phase::Executing {
-            ref mut orphaned, ..
-        } = self.phase
-        {
-            *orphaned = true;
-            self.zero_window();
+        if let Phase::Executing(ex) = &mut self.phase {
+            ex.orphaned = true;
+            self.window.zero();
         } else {
             self.release();
         }
@@ -728,102 +913,147 @@ impl CrbDevice {
             return None;
         }
         if CtrlStart::START.is_set(value) {
+            self.end_response_before_command();
             return self.start(locality);
         }
         if !self.chunking {
             return None;
         }
         if CtrlStart::NEXT_CHUNK.is_set(value) {
-            if self.phase == Phase::Responding
-                && self.piece_offset + self.piece_len < self.response.len()
-            {
-                self.serve_piece(self.piece_offset + self.piece_len);
-            } else {
-                self.take_command_piece();
+            match &self.phase {
+                Phase::Responding(r) if r.piece_offset + r.piece_len < r.response.len() => {
+                    let next = r.piece_offset + r.piece_len;
+                    self.serve_piece(next);
+                }
+                Phase::Responding(r) if !r.window_written => {
+                    // Past the last piece the guest is done with the
+                    // response; the window holds only its bytes, not a
+                    // command.
+                    self.release();
+                }
+                _ => {
+                    self.end_response_before_command();
+                    if let Some(rx) = self.take_command_piece() {
+                        self.phase = Phase::Receiving(rx);
+                    }
+                }
             }
-        } else if CtrlStart::CRB_RSP_RETRY.is_set(value) && self.phase == Phase::Responding {
+        } else if CtrlStart::CRB_RSP_RETRY.is_set(value)
+            && matches!(self.phase, Phase::Responding(_))
+        {
             self.serve_piece(0);
         }
         None
     }
 
+    /// Before the window is taken as a command: a response still held is
+    /// released, and unless the guest wrote the window since its piece was
+    /// served, the window goes with it (it holds response bytes, which must
+    /// never be forwarded as a command).
+    fn end_response_before_command(&mut self) {
+        if let Phase::Responding(r) = &self.phase {
+            if r.window_written {
+                let phase = mem::take(&mut self.phase);
+                self.park(phase);
+            } else {
+                self.release();
+            }
+        }
+    }
+
     /// Start: take the last piece and hand the command over, or answer it
     /// here when it cannot be forwarded.
     fn start(&mut self, locality: u8) -> Option<Decided> {
-        if !self.take_command_piece() {
-            return None;
-        }
-        let short = self.command.len() < self.command_total;
-        if self.command_oversize || short {
-            self.stats.commands_refused += 1;
-            zero(&mut self.command);
-            self.command_total = 0;
-            let answer = vtpm_wire::error_response(ResponseCode::COMMAND_SIZE);
-            self.response.extend_from_slice(&answer);
-            self.phase = Phase::Responding;
+        let rx = self.take_command_piece()?;
+        if rx.oversize || rx.command.len() < rx.total {
+            self.stats.commands_refused = self.stats.commands_refused.saturating_add(1);
+            self.park(Phase::Receiving(rx));
+            let mut response = mem::take(&mut self.spare.response);
+            response.extend_from_slice(&tpm::COMMAND_SIZE_RESPONSE);
             self.raise(IntBits::START);
-            self.serve_piece(0);
+            self.respond(response);
             return None;
         }
         let token = ExecToken(self.next_token);
+        // Wrapping needs 2^64 commands; restore checks the executing token
+        // against this counter the same way.
         self.next_token = self.next_token.wrapping_add(1);
-        self.phase = Phase::Executing {
+        self.phase = Phase::Executing(Executing {
+            command: rx.command,
             token,
             locality,
             cancel_requested: false,
             orphaned: false,
-        };
-        self.stats.commands_executed += 1;
-        Some(Decided::Execute(token, locality))
+        });
+        self.stats.commands_executed = self.stats.commands_executed.saturating_add(1);
+        Some(Decided::Execute)
     }
 
-    /// Appends the next window piece to the command. Returns false when
-    /// the first piece's header is malformed (the device is then fatal).
-    fn take_command_piece(&mut self) -> bool {
-        if self.phase != Phase::Receiving {
-            // The window now holds the new command's first piece; only the
-            // previous transaction's buffers go.
-            self.clear_buffers();
-            let declared = Header::peek_size(&self.window).unwrap_or(0) as usize;
-            if declared < HEADER_SIZE {
-                self.enter_fatal();
-                return false;
+    /// Appends the next window piece to the command, starting one when
+    /// none is being received. `None` when a first piece's header is
+    /// malformed (the device is then fatal). The caller puts the result
+    /// back as the phase or moves it on.
+    fn take_command_piece(&mut self) -> Option<Receiving> {
+        let mut rx = match mem::take(&mut self.phase) {
+            Phase::Receiving(rx) => rx,
+            other => {
+                self.park(other);
+                let declared = tpm::declared_size(&self.window.bytes).unwrap_or(0);
+                if declared < HEADER_SIZE {
+                    self.enter_fatal();
+                    return None;
+                }
+                Receiving {
+                    command: mem::take(&mut self.spare.command),
+                    total: declared,
+                    oversize: declared > self.limit,
+                }
             }
-            self.command_total = declared;
-            self.command_oversize = declared > self.limit;
-            self.phase = Phase::Receiving;
+        };
+        self.stats.command_pieces = self.stats.command_pieces.saturating_add(1);
+        if !rx.oversize {
+            let n = (rx.total - rx.command.len()).min(self.window.len());
+            rx.command.extend_from_slice(&self.window.bytes[..n]);
         }
-        self.stats.command_pieces += 1;
-        if !self.command_oversize {
-            let n = (self.command_total - self.command.len()).min(self.window.len());
-            self.command.extend_from_slice(&self.window[..n]);
-        }
-        true
+        Some(rx)
+    }
+
+    /// Enters Responding with `response` and serves its first piece.
+    fn respond(&mut self, response: Traffic) {
+        self.phase = Phase::Responding(Responding {
+            response,
+            piece_offset: 0,
+            piece_len: 0,
+            coverage: ReadCoverage::new(),
+            window_written: false,
+        });
+        self.serve_piece(0);
     }
 
     /// Puts the response piece starting at `offset` in the window.
     fn serve_piece(&mut self, offset: usize) {
-        let len = (self.response.len() - offset).min(self.window.len());
-        self.window[..len].copy_from_slice(&self.response[offset..offset + len]);
-        // Stale bytes past the piece (the command, an earlier piece) must
-        // not be readable.
-        if self.window_dirty > len {
-            self.window[len..self.window_dirty].fill(0);
-        }
-        self.window_dirty = len;
-        self.piece_offset = offset;
-        self.piece_len = len;
-        self.coverage.clear();
-        self.stats.response_pieces += 1;
+        let Phase::Responding(r) = &mut self.phase else {
+            return;
+        };
+        let len = (r.response.len() - offset).min(self.window.len());
+        self.window.put_piece(&r.response[offset..offset + len]);
+        r.piece_offset = offset;
+        r.piece_len = len;
+        r.coverage.clear();
+        r.window_written = false;
+        self.stats.response_pieces = self.stats.response_pieces.saturating_add(1);
     }
 
     fn note_window_read(&mut self, start: usize, end: usize) {
-        if self.phase != Phase::Responding || start >= self.piece_len {
+        let Phase::Responding(r) = &mut self.phase else {
+            return;
+        };
+        if start >= r.piece_len {
             return;
         }
-        self.coverage.mark(start, end.min(self.piece_len));
-        let last_piece = self.piece_offset + self.piece_len == self.response.len();
-        if last_piece && self.coverage.covered == self.piece_len {
+        r.coverage.mark(start, end.min(r.piece_len));
+        let last_piece = r.piece_offset + r.piece_len == r.response.len();
+        if last_piece && r.coverage.covered == r.piece_len {
             self.release();
         }
     }
@@ -831,39 +1061,34 @@ impl CrbDevice {
     /// Zeroes and forgets all transaction data, window included (capacity
     /// is kept).
     fn release(&mut self) {
-        self.zero_window();
-        self.clear_buffers();
+        self.window.zero();
+        let phase = mem::take(&mut self.phase);
+        self.park(phase);
     }
 
-    fn zero_window(&mut self) {
-        self.window[..self.window_dirty].fill(0);
-        self.window_dirty = 0;
-    }
-
-    /// Zeroes and forgets the command and response buffers.
-    fn clear_buffers(&mut self) {
-        zero(&mut self.command);
-        zero(&mut self.response);
-        self.command_total = 0;
-        self.command_oversize = false;
-        self.piece_offset = 0;
-        self.piece_len = 0;
-        self.coverage.clear();
-        self.phase = Phase::Idle;
+    /// Wipes the buffers a phase held and keeps them for the next command.
+    fn park(&mut self, phase: Phase) {
+        match phase {
+            Phase::Idle => {}
+            Phase::Receiving(Receiving { mut command, .. })
+            | Phase::Executing(Executing { mut command, .. }) => {
+                command.zeroize();
+                self.spare.command = command;
+            }
+            Phase::Responding(Responding { mut response, .. }) => {
+                response.zeroize();
+                self.spare.response = response;
+            }
+        }
     }
 
     fn enter_fatal(&mut self) {
         self.release();
         self.ctrl_sts = CtrlSts::TPM_STS.with_flag(self.ctrl_sts, true);
-        self.stats.fatal_errors += 1;
+        self.stats.fatal_errors = self.stats.fatal_errors.saturating_add(1);
     }
 
     fn raise(&mut self, bit: spec::Field) {
         self.int_sts |= bit.mask();
     }
-}
-
-fn zero(buf: &mut Vec<u8>) {
-    buf.fill(0);
-    buf.clear();
 }

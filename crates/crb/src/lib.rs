@@ -6,13 +6,20 @@
 //! [`Action`]s the writes return on a backend, and reports each result with
 //! [`CrbDevice::complete`]. See the crate README for the differences from
 //! QEMU's CRB.
+//!
+//! `no_std` + `alloc`: the crate cannot reach threads, files, sockets or
+//! clocks, so sans-I/O is enforced by the compiler.
+#![no_std]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+extern crate alloc;
 
 pub mod config;
 mod device;
 mod snapshot;
 pub mod spec;
+mod tpm;
 
 pub use config::{ChunkPolicy, ConfigError, CrbConfig, MAX_BACKEND_BUFFER};
 pub use device::{Action, BackendFailed, Completion, CrbDevice, DeviceStats, ExecToken};

@@ -1,22 +1,49 @@
 //! Snapshot and restore of a [`CrbDevice`] at any step, chunked transfers
-//! included. The format is documented in the crate README.
+//! included, framed by `vtpm-frame`. The format is documented in the crate
+//! README.
+//!
+//! Both versions are read into one [`Saved`] description, and one function
+//! checks every invariant of the device and of its phase before building
+//! it, so a version-1 blob passes exactly the checks a version-2 one does.
+
+use core::mem;
+
+use subtle::ConstantTimeEq;
+use vtpm_frame::{Frame, FrameError, FrameWriter, SectionReader, SectionWriter};
+use zeroize::Zeroizing;
+
+use alloc::vec::Vec;
 
 use crate::config::{ConfigError, CrbConfig};
-use crate::device::{CrbDevice, DeviceStats, ExecToken, Phase, ReadCoverage, COVERAGE_WORDS};
+use crate::device::{
+    CrbDevice, DeviceStats, ExecToken, Executing, Phase, ReadCoverage, Receiving, Responding,
+    Spare, Window, COVERAGE_WORDS,
+};
+use crate::spec::{CtrlCancel, CtrlReq, CtrlSts, INT_ENABLE_WRITABLE, INT_STS_BITS};
+use crate::tpm::{self, HEADER_SIZE};
 
 /// First bytes of every device snapshot.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"VTPMCRB\0";
 /// The format version this crate writes (and the newest it reads).
-pub const SNAPSHOT_VERSION: u16 = 1;
-/// Section: registers, localities, window, phase.
+pub const SNAPSHOT_VERSION: u16 = 2;
+/// Section: registers, localities, window (both versions; the layout is
+/// the version's).
 pub const SECTION_BASE: u16 = 1;
-/// Section: command and response bytes of a transaction the base cannot rebuild.
+/// Section (version 1 only): command and response bytes of a transaction
+/// the base could not rebuild.
 pub const SECTION_TRANSACTION: u16 = 2;
+/// Section: a command being received.
+pub const SECTION_RECEIVING: u16 = 3;
+/// Section: a command with the backend.
+pub const SECTION_EXECUTING: u16 = 4;
+/// Section: a response being served.
+pub const SECTION_RESPONDING: u16 = 5;
 
-const PHASE_IDLE: u8 = 0;
-const PHASE_RECEIVING: u8 = 1;
-const PHASE_EXECUTING: u8 = 2;
-const PHASE_RESPONDING: u8 = 3;
+const V1_PHASE_IDLE: u8 = 0;
+const V1_PHASE_RECEIVING: u8 = 1;
+const V1_PHASE_EXECUTING: u8 = 2;
+const V1_PHASE_RESPONDING: u8 = 3;
+const NO_LOCALITY: u8 = 0xFF;
 
 /// A snapshot that cannot be restored into this device.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -25,7 +52,7 @@ pub enum SnapshotError {
     #[error("not a vtpm CRB snapshot (bad magic)")]
     BadMagic,
     /// Written by a newer format version.
-    #[error("snapshot version {0} is newer than the supported {SNAPSHOT_VERSION}")]
+    #[error("snapshot version {0} is not one of 1..={SNAPSHOT_VERSION}")]
     UnsupportedVersion(u16),
     /// The bytes end early.
     #[error("snapshot truncated in {0}")]
@@ -38,9 +65,13 @@ pub enum SnapshotError {
         /// CRC-32 of the bytes read.
         computed: u32,
     },
-    /// A field holds a value that cannot occur.
+    /// The framing is intact but a section is malformed (duplicated,
+    /// trailing bytes, a flag other than 0 or 1).
+    #[error("snapshot framing")]
+    Malformed(#[source] FrameError),
+    /// A field holds a value the device cannot reach.
     #[error("snapshot is inconsistent: {0}")]
-    Corrupt(String),
+    Corrupt(&'static str),
     /// The base section is missing.
     #[error("snapshot has no base section")]
     MissingBase,
@@ -72,286 +103,241 @@ pub enum SnapshotError {
     /// advertise CapCRBChunk.
     #[error("a chunked transaction is in flight but this device does not advertise CapCRBChunk")]
     ChunkingDisabled,
-    /// The phase needs the transaction section, which is absent.
+    /// The phase needs transaction bytes the snapshot does not carry.
     #[error("snapshot is mid-transaction but has no transaction section")]
     MissingTransaction,
     /// The destination configuration is invalid.
-    #[error("destination configuration: {0}")]
+    #[error("destination configuration")]
     Config(#[from] ConfigError),
 }
 
-struct Writer(Vec<u8>);
-
-impl Writer {
-    fn u8(&mut self, v: u8) {
-        self.0.push(v);
-    }
-    fn u16(&mut self, v: u16) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    fn u32(&mut self, v: u32) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    fn u64(&mut self, v: u64) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    fn bytes(&mut self, b: &[u8]) {
-        self.u32(b.len() as u32);
-        self.0.extend_from_slice(b);
-    }
-    /// Writes a section: tag, length, then what `body` writes.
-    fn section(&mut self, tag: u16, body: impl FnOnce(&mut Writer)) {
-        self.u16(tag);
-        let at = self.0.len();
-        self.u32(0);
-        body(self);
-        let len = (self.0.len() - at - 4) as u32;
-        self.0[at..at + 4].copy_from_slice(&len.to_le_bytes());
-    }
-}
-
-struct Reader<'a> {
-    bytes: &'a [u8],
-    what: &'static str,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], SnapshotError> {
-        if self.bytes.len() < n {
-            return Err(SnapshotError::Truncated(self.what));
-        }
-        let (head, tail) = self.bytes.split_at(n);
-        self.bytes = tail;
-        Ok(head)
-    }
-    fn u8(&mut self) -> Result<u8, SnapshotError> {
-        Ok(self.take(1)?[0])
-    }
-    fn u16(&mut self) -> Result<u16, SnapshotError> {
-        let b = self.take(2)?;
-        Ok(u16::from_le_bytes([b[0], b[1]]))
-    }
-    fn u32(&mut self) -> Result<u32, SnapshotError> {
-        let b = self.take(4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-    fn usize(&mut self) -> Result<usize, SnapshotError> {
-        Ok(self.u32()? as usize)
-    }
-    fn u64(&mut self) -> Result<u64, SnapshotError> {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(self.take(8)?);
-        Ok(u64::from_le_bytes(a))
-    }
-    fn bytes(&mut self) -> Result<&'a [u8], SnapshotError> {
-        let n = self.usize()?;
-        self.take(n)
-    }
-    fn flag(&mut self) -> Result<bool, SnapshotError> {
-        match self.u8()? {
-            0 => Ok(false),
-            1 => Ok(true),
-            v => Err(SnapshotError::Corrupt(format!("{} flag {v}", self.what))),
+impl From<FrameError> for SnapshotError {
+    fn from(e: FrameError) -> Self {
+        match e {
+            FrameError::BadMagic => Self::BadMagic,
+            FrameError::Truncated(what) => Self::Truncated(what),
+            FrameError::Checksum { stored, computed } => Self::Checksum { stored, computed },
+            other => Self::Malformed(other),
         }
     }
 }
 
-/// The transaction bytes of a snapshot, when present.
-struct Transaction<'a> {
-    command_total: usize,
-    command_oversize: bool,
-    command: &'a [u8],
-    response: &'a [u8],
+/// A device as a snapshot describes it, before any check.
+struct Saved<'a> {
+    window_size: usize,
+    source_chunking: bool,
+    active: u8,
+    pending_requests: u8,
+    been_seized: u8,
+    established: bool,
+    reset_established_pending: bool,
+    ctrl_sts: u32,
+    deferred_req: u32,
+    cancel: u32,
+    int_enable: u32,
+    int_sts: u32,
+    ctrl_ext: u64,
+    next_token: u64,
+    stats: DeviceStats,
+    window: &'a [u8],
+    phase: SavedPhase<'a>,
+}
+
+// Transient, on the stack of one restore.
+#[allow(clippy::large_enum_variant)]
+enum SavedPhase<'a> {
+    Idle,
+    Receiving {
+        total: usize,
+        oversize: bool,
+        command: &'a [u8],
+    },
+    Executing {
+        token: u64,
+        locality: u8,
+        cancel_requested: bool,
+        orphaned: bool,
+        command: &'a [u8],
+    },
+    Responding {
+        piece_offset: usize,
+        piece_len: usize,
+        window_written: bool,
+        coverage: [u64; COVERAGE_WORDS],
+        coverage_words: usize,
+        response: &'a [u8],
+    },
 }
 
 impl CrbDevice {
-    /// True when the transaction in flight cannot be rebuilt from the
-    /// window alone: it moved (or will move) in more than one piece, or the
-    /// window no longer holds its bytes.
-    fn needs_transaction_section(&self) -> bool {
-        match self.phase {
-            Phase::Idle => false,
-            Phase::Receiving => true,
-            // Bytes past `window_dirty` are not saved (they are zero), so
-            // the window rebuilds the command only within that prefix.
-            Phase::Executing { .. } => {
-                self.command.len() > self.window_dirty
-                    || self.window[..self.command.len()] != self.command[..]
-            }
-            Phase::Responding => {
-                self.piece_offset != 0
-                    || self.piece_len != self.response.len()
-                    || self.window[..self.piece_len] != self.response[..]
-            }
-        }
-    }
-
-    /// A self-describing snapshot of the whole device: the base section
-    /// always, the transaction section only while a transaction the window
-    /// cannot rebuild is in flight. Between commands it holds no command
-    /// or response bytes.
-    pub fn snapshot(&self) -> Vec<u8> {
-        let mut w = Writer(Vec::with_capacity(256 + self.window_dirty));
-        w.0.extend_from_slice(&SNAPSHOT_MAGIC);
-        w.u16(SNAPSHOT_VERSION);
-        w.section(SECTION_BASE, |w| {
-            w.u32(self.window.len() as u32);
-            w.u8(self.config.localities);
-            w.u8(u8::from(self.chunking));
-            w.u32(self.config.backend_buffer as u32);
-            w.u8(self.active.unwrap_or(0xFF));
-            w.u8(self.pending_requests);
-            w.u8(self.been_seized);
-            w.u8(u8::from(self.established));
-            w.u32(self.ctrl_sts);
-            w.u32(self.deferred_req);
-            w.u32(self.cancel);
-            w.u32(self.int_enable);
-            w.u32(self.int_sts);
-            w.u64(self.ctrl_ext);
-            w.u64(self.next_token);
-            let s = self.stats;
+    /// A self-describing snapshot of the whole device (version 2): the
+    /// base section always, plus the section of the phase in flight.
+    /// Between commands it holds no command or response bytes. The blob
+    /// is wiped when dropped, since it may hold TPM traffic.
+    pub fn snapshot(&self) -> Zeroizing<Vec<u8>> {
+        // Every field is named: a field added to the device and not to the
+        // snapshot fails to compile here.
+        let CrbDevice {
+            config,
+            chunking,
+            // Derived from the configuration the destination supplies.
+            limit: _,
+            intf_id_low: _,
+            active,
+            pending_requests,
+            been_seized,
+            established,
+            reset_established_pending,
+            ctrl_sts,
+            deferred_req,
+            cancel,
+            int_enable,
+            int_sts,
+            ctrl_ext,
+            window: Window {
+                bytes: window,
+                dirty,
+            },
+            phase,
+            // Empty, wiped buffers kept for the next command.
+            spare: Spare {
+                command: _,
+                response: _,
+            },
+            next_token,
+            stats:
+                DeviceStats {
+                    commands_executed,
+                    commands_refused,
+                    command_pieces,
+                    response_pieces,
+                    fatal_errors,
+                },
+        } = self;
+        let mut w = FrameWriter::with_capacity(
+            SNAPSHOT_MAGIC,
+            SNAPSHOT_VERSION,
+            160 + dirty + self.held_bytes(),
+        );
+        let framed = w.section(SECTION_BASE, |s| {
+            s.len32(window.len());
+            s.u8(config.localities);
+            s.flag(*chunking);
+            s.len32(config.backend_buffer);
+            s.u8(active.unwrap_or(NO_LOCALITY));
+            s.u8(*pending_requests);
+            s.u8(*been_seized);
+            s.flag(*established);
+            s.flag(*reset_established_pending);
+            s.u32(*ctrl_sts);
+            s.u32(*deferred_req);
+            s.u32(*cancel);
+            s.u32(*int_enable);
+            s.u32(*int_sts);
+            s.u64(*ctrl_ext);
+            s.u64(*next_token);
             for v in [
-                s.commands_executed,
-                s.commands_refused,
-                s.command_pieces,
-                s.response_pieces,
-                s.fatal_errors,
+                commands_executed,
+                commands_refused,
+                command_pieces,
+                response_pieces,
+                fatal_errors,
             ] {
-                w.u64(v);
+                s.u64(*v);
             }
-            w.bytes(&self.window[..self.window_dirty]);
-            match self.phase {
-                Phase::Idle => w.u8(PHASE_IDLE),
-                Phase::Receiving => w.u8(PHASE_RECEIVING),
-                Phase::Executing {
-                    token,
-                    locality,
-                    cancel_requested,
-                    orphaned,
-                } => {
-                    w.u8(PHASE_EXECUTING);
-                    w.u64(token.0);
-                    w.u8(locality);
-                    w.u8(u8::from(cancel_requested));
-                    w.u8(u8::from(orphaned));
-                    w.u32(self.command.len() as u32);
-                }
-                Phase::Responding => {
-                    w.u8(PHASE_RESPONDING);
-                    w.u32(self.piece_offset as u32);
-                    w.u32(self.piece_len as u32);
-                    let words = self.piece_len.div_ceil(64);
-                    w.u16(words as u16);
-                    for word in &self.coverage.bits[..words] {
-                        w.u64(*word);
-                    }
-                }
-            }
+            s.bytes(&window[..*dirty]);
         });
-        if self.needs_transaction_section() {
-            w.section(SECTION_TRANSACTION, |w| {
-                w.u32(self.command_total as u32);
-                w.u8(u8::from(self.command_oversize));
-                w.bytes(&self.command);
-                w.bytes(&self.response);
-            });
-        }
-        let crc = crc32fast::hash(&w.0);
-        w.u32(crc);
-        w.0
+        let framed = framed.and_then(|()| match phase {
+            Phase::Idle => Ok(()),
+            Phase::Receiving(Receiving {
+                command,
+                total,
+                oversize,
+            }) => w.section(SECTION_RECEIVING, |s| {
+                s.len32(*total);
+                s.flag(*oversize);
+                s.bytes(command);
+            }),
+            Phase::Executing(Executing {
+                command,
+                token,
+                locality,
+                cancel_requested,
+                orphaned,
+            }) => w.section(SECTION_EXECUTING, |s| {
+                s.u64(token.0);
+                s.u8(*locality);
+                s.flag(*cancel_requested);
+                s.flag(*orphaned);
+                s.bytes(command);
+            }),
+            Phase::Responding(Responding {
+                response,
+                piece_offset,
+                piece_len,
+                coverage: ReadCoverage { bits, covered: _ },
+                window_written,
+            }) => w.section(SECTION_RESPONDING, |s| {
+                s.len32(*piece_offset);
+                s.len32(*piece_len);
+                s.flag(*window_written);
+                write_coverage(s, &bits[..piece_len.div_ceil(64)]);
+                s.bytes(response);
+            }),
+        });
+        // Every length is bounded by the 1 MiB transfer limit or the
+        // window, far below the format's 32-bit fields.
+        debug_assert!(framed.is_ok(), "snapshot field exceeds 32 bits");
+        w.finish()
     }
 
-    /// Builds a device from `config` and the state in `snapshot`. Every
-    /// inconsistency is a [`SnapshotError`]; nothing in the input can make
-    /// this panic or allocate beyond the destination's limits.
+    /// Builds a device from `config` and the state in `snapshot` (version 1
+    /// or 2). Every inconsistency is a [`SnapshotError`]; nothing in the
+    /// input can make this panic or allocate beyond the destination's
+    /// limits.
     pub fn restore(config: CrbConfig, snapshot: &[u8]) -> Result<Self, SnapshotError> {
-        let mut device = CrbDevice::new(config)?;
-        if snapshot.len() < SNAPSHOT_MAGIC.len() + 2 + 4 {
-            return Err(SnapshotError::Truncated("header"));
-        }
-        if snapshot[..8] != SNAPSHOT_MAGIC {
-            return Err(SnapshotError::BadMagic);
-        }
-        let (body, crc) = snapshot.split_at(snapshot.len() - 4);
-        let stored = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
-        let computed = crc32fast::hash(body);
-        if stored != computed {
-            return Err(SnapshotError::Checksum { stored, computed });
-        }
-        let mut r = Reader {
-            bytes: &body[8..],
-            what: "header",
+        let device = CrbDevice::new(config)?;
+        let frame = Frame::parse(&SNAPSHOT_MAGIC, snapshot)?;
+        let saved = match frame.version() {
+            1 => parse_v1(&frame)?,
+            2 => parse_v2(&frame)?,
+            v => return Err(SnapshotError::UnsupportedVersion(v)),
         };
-        let version = r.u16()?;
-        if version > SNAPSHOT_VERSION || version == 0 {
-            return Err(SnapshotError::UnsupportedVersion(version));
-        }
-        let mut base = None;
-        let mut transaction = None;
-        while !r.bytes.is_empty() {
-            r.what = "section header";
-            let tag = r.u16()?;
-            let len = r.usize()?;
-            r.what = "section";
-            let mut section = Reader {
-                bytes: r.take(len)?,
-                what: "section",
-            };
-            match tag {
-                SECTION_BASE if base.is_none() => base = Some(section),
-                SECTION_TRANSACTION if transaction.is_none() => {
-                    section.what = "transaction section";
-                    let t = Transaction {
-                        command_total: section.usize()?,
-                        command_oversize: section.flag()?,
-                        command: section.bytes()?,
-                        response: section.bytes()?,
-                    };
-                    if !section.bytes.is_empty() {
-                        return Err(SnapshotError::Corrupt(
-                            "trailing bytes in the transaction section".into(),
-                        ));
-                    }
-                    transaction = Some(t);
-                }
-                SECTION_BASE | SECTION_TRANSACTION => {
-                    return Err(SnapshotError::Corrupt(format!(
-                        "section {tag} appears twice"
-                    )));
-                }
-                // Sections from newer writers that this reader does not know
-                // are skipped: the base alone describes the registers.
-                _ => {}
-            }
-        }
-        let mut base = base.ok_or(SnapshotError::MissingBase)?;
-        base.what = "base section";
-        device.load_base(&mut base, transaction)?;
-        Ok(device)
+        device.load(saved)
     }
 
-    fn load_base(
-        &mut self,
-        r: &mut Reader<'_>,
-        transaction: Option<Transaction<'_>>,
-    ) -> Result<(), SnapshotError> {
-        let window = r.usize()?;
-        if window != self.window.len() {
+    /// Checks `saved` against this (fresh) device and every invariant of
+    /// its phase, then takes it over.
+    fn load(mut self, saved: Saved<'_>) -> Result<Self, SnapshotError> {
+        let Saved {
+            window_size,
+            source_chunking,
+            active,
+            pending_requests,
+            been_seized,
+            established,
+            reset_established_pending,
+            ctrl_sts,
+            deferred_req,
+            cancel,
+            int_enable,
+            int_sts,
+            ctrl_ext,
+            next_token,
+            stats,
+            window,
+            phase,
+        } = saved;
+        if window_size != self.window.len() {
             return Err(SnapshotError::WindowMismatch {
-                snapshot: window,
+                snapshot: window_size,
                 device: self.window.len(),
             });
         }
-        let _source_localities = r.u8()?;
-        let source_chunking = r.flag()?;
-        let _source_buffer = r.u32()?;
-        let active = match r.u8()? {
-            0xFF => None,
+        let active = match active {
+            NO_LOCALITY => None,
             l => Some(self.check_locality(l)?),
         };
-        let pending_requests = r.u8()?;
-        let been_seized = r.u8()?;
         for mask in [pending_requests, been_seized] {
             if mask >> self.config.localities != 0 {
                 return Err(SnapshotError::LocalityMismatch {
@@ -360,210 +346,218 @@ impl CrbDevice {
                 });
             }
         }
+        if window.len() > self.window.len() {
+            return Err(SnapshotError::Corrupt("window contents exceed the window"));
+        }
+        if active.is_none() && !matches!(phase, SavedPhase::Idle | SavedPhase::Executing { .. }) {
+            // A locality change ends any transaction but an execution.
+            return Err(SnapshotError::Corrupt(
+                "a transaction with no active locality",
+            ));
+        }
+        let deferred_req = deferred_req & (CtrlReq::CMD_READY.mask() | CtrlReq::GO_IDLE.mask());
+        if deferred_req != 0 && !matches!(phase, SavedPhase::Executing { .. }) {
+            return Err(SnapshotError::Corrupt(
+                "a deferred cmdReady/goIdle with no command executing",
+            ));
+        }
         self.active = active;
         self.pending_requests = pending_requests;
         self.been_seized = been_seized;
-        self.established = r.flag()?;
-        self.ctrl_sts = r.u32()?
-            & (crate::spec::CtrlSts::TPM_STS.mask() | crate::spec::CtrlSts::TPM_IDLE.mask());
-        self.deferred_req = r.u32()?
-            & (crate::spec::CtrlReq::CMD_READY.mask() | crate::spec::CtrlReq::GO_IDLE.mask());
-        self.cancel = r.u32()? & crate::spec::CtrlCancel::CANCEL.mask();
-        self.int_enable = r.u32()? & crate::spec::INT_ENABLE_WRITABLE;
-        self.int_sts = r.u32()? & crate::spec::INT_STS_BITS;
-        self.ctrl_ext = r.u64()?;
-        self.next_token = r.u64()?;
-        self.stats = DeviceStats {
-            commands_executed: r.u64()?,
-            commands_refused: r.u64()?,
-            command_pieces: r.u64()?,
-            response_pieces: r.u64()?,
-            fatal_errors: r.u64()?,
-        };
-        let window_bytes = r.bytes()?;
-        if window_bytes.len() > self.window.len() {
-            return Err(SnapshotError::Corrupt(
-                "window contents exceed the window".into(),
-            ));
-        }
-        self.window[..window_bytes.len()].copy_from_slice(window_bytes);
-        self.window_dirty = window_bytes.len();
-        let phase = r.u8()?;
-        match phase {
-            PHASE_IDLE => {
-                if transaction.is_some() {
-                    return Err(SnapshotError::Corrupt(
-                        "idle device with a transaction section".into(),
-                    ));
-                }
-            }
-            PHASE_RECEIVING => {
-                let t = transaction.ok_or(SnapshotError::MissingTransaction)?;
-                if !t.response.is_empty() {
-                    return Err(SnapshotError::Corrupt(
-                        "response bytes while receiving".into(),
-                    ));
-                }
+        self.established = established;
+        self.reset_established_pending = reset_established_pending;
+        self.ctrl_sts = ctrl_sts & (CtrlSts::TPM_STS.mask() | CtrlSts::TPM_IDLE.mask());
+        self.deferred_req = deferred_req;
+        self.cancel = cancel & CtrlCancel::CANCEL.mask();
+        self.int_enable = int_enable & INT_ENABLE_WRITABLE;
+        self.int_sts = int_sts & INT_STS_BITS;
+        self.ctrl_ext = ctrl_ext;
+        self.next_token = next_token;
+        self.stats = stats;
+        self.window.bytes[..window.len()].copy_from_slice(window);
+        self.window.dirty = window.len();
+        self.phase = match phase {
+            SavedPhase::Idle => Phase::Idle,
+            SavedPhase::Receiving {
+                total,
+                oversize,
+                command,
+            } => {
                 self.require_chunking(source_chunking)?;
-                self.require_active("receiving")?;
-                self.load_command(&t)?;
-                self.phase = Phase::Receiving;
+                self.check_receiving(total, oversize, command)?;
+                let mut buffer = mem::take(&mut self.spare.command);
+                buffer.extend_from_slice(command);
+                Phase::Receiving(Receiving {
+                    command: buffer,
+                    total,
+                    oversize,
+                })
             }
-            PHASE_EXECUTING => {
-                let token = ExecToken(r.u64()?);
-                let locality = self.check_locality(r.u8()?)?;
-                let cancel_requested = r.flag()?;
-                let orphaned = r.flag()?;
-                let length = r.usize()?;
-                match transaction {
-                    Some(t) => {
-                        if !t.response.is_empty() || t.command.len() != length {
-                            return Err(SnapshotError::Corrupt(
-                                "executing command does not match its transaction".into(),
-                            ));
-                        }
-                        if t.command.len() > self.window.len() {
-                            self.require_chunking(source_chunking)?;
-                        }
-                        self.load_command(&t)?;
-                    }
-                    None => {
-                        if length > self.window_dirty {
-                            return Err(SnapshotError::MissingTransaction);
-                        }
-                        self.check_size(length)?;
-                        self.command.extend_from_slice(&self.window[..length]);
-                        self.command_total = length;
-                    }
+            SavedPhase::Executing {
+                token,
+                locality,
+                cancel_requested,
+                orphaned,
+                command,
+            } => {
+                let locality = self.check_locality(locality)?;
+                self.check_whole(command, "executing command")?;
+                if command.len() > self.window.len() {
+                    self.require_chunking(source_chunking)?;
                 }
-                if token.0 >= self.next_token {
+                // The device hands out tokens in order and runs one at a
+                // time, so the one executing is the last handed out.
+                if token.wrapping_add(1) != next_token {
                     return Err(SnapshotError::Corrupt(
-                        "execution token from the future".into(),
+                        "executing token is not the last one handed out",
                     ));
                 }
-                // What the device hands a backend is always a whole command
-                // from the active locality (unless that locality has since
-                // lost the interface, which orphans the command).
-                let whole = !self.command_oversize
-                    && self.command.len() == self.command_total
-                    && vtpm_wire::Header::peek_size(&self.command)
-                        == Some(self.command.len() as u32)
-                    && self.command.len() >= vtpm_wire::HEADER_SIZE;
-                if !whole {
+                if !orphaned && active != Some(locality) {
                     return Err(SnapshotError::Corrupt(
-                        "executing command is not a whole command".into(),
+                        "executing for a locality that is not active",
                     ));
                 }
-                if !orphaned && self.active != Some(locality) {
-                    return Err(SnapshotError::Corrupt(
-                        "executing for a locality that is not active".into(),
-                    ));
-                }
-                self.phase = Phase::Executing {
-                    token,
+                let mut buffer = mem::take(&mut self.spare.command);
+                buffer.extend_from_slice(command);
+                Phase::Executing(Executing {
+                    command: buffer,
+                    token: ExecToken(token),
                     locality,
                     cancel_requested,
                     orphaned,
-                };
+                })
             }
-            PHASE_RESPONDING => {
-                let piece_offset = r.usize()?;
-                let piece_len = r.usize()?;
-                let words = usize::from(r.u16()?);
-                if words > COVERAGE_WORDS || words != piece_len.div_ceil(64) {
-                    return Err(SnapshotError::Corrupt(
-                        "read coverage does not match the piece".into(),
-                    ));
+            SavedPhase::Responding {
+                piece_offset,
+                piece_len,
+                window_written,
+                coverage,
+                coverage_words,
+                response,
+            } => {
+                self.check_whole(response, "response")?;
+                if response.len() > self.window.len() {
+                    self.require_chunking(source_chunking)?;
                 }
-                let mut bits = [0u64; COVERAGE_WORDS];
-                for word in bits.iter_mut().take(words) {
-                    *word = r.u64()?;
-                }
-                match transaction {
-                    Some(t) => {
-                        if !t.command.is_empty() {
-                            return Err(SnapshotError::Corrupt(
-                                "command bytes while responding".into(),
-                            ));
-                        }
-                        self.check_size(t.response.len())?;
-                        if t.response.len() > self.window.len() {
-                            self.require_chunking(source_chunking)?;
-                        }
-                        self.response.extend_from_slice(t.response);
-                    }
-                    None => {
-                        if piece_offset != 0 || piece_len > self.window_dirty {
-                            return Err(SnapshotError::MissingTransaction);
-                        }
-                        self.check_size(piece_len)?;
-                        self.response.extend_from_slice(&self.window[..piece_len]);
-                    }
-                }
-                let piece_end = piece_offset.checked_add(piece_len);
-                let fits = piece_end.is_some_and(|end| end <= self.response.len());
-                let whole_piece = piece_len
-                    == (self.response.len() - piece_offset.min(self.response.len()))
-                        .min(self.window.len());
-                if !fits || !whole_piece || piece_len == 0 {
-                    return Err(SnapshotError::Corrupt(
-                        "response piece outside the response".into(),
-                    ));
-                }
-                self.require_active("responding")?;
-                self.piece_offset = piece_offset;
-                self.piece_len = piece_len;
-                self.coverage = ReadCoverage::from_words(&bits[..words], piece_len);
-                self.phase = Phase::Responding;
+                let coverage = self.check_responding(
+                    response,
+                    piece_offset,
+                    piece_len,
+                    window_written,
+                    &coverage[..coverage_words.min(COVERAGE_WORDS)],
+                    coverage_words,
+                )?;
+                let mut buffer = mem::take(&mut self.spare.response);
+                buffer.extend_from_slice(response);
+                Phase::Responding(Responding {
+                    response: buffer,
+                    piece_offset,
+                    piece_len,
+                    coverage,
+                    window_written,
+                })
             }
-            other => return Err(SnapshotError::Corrupt(format!("phase {other}"))),
+        };
+        Ok(self)
+    }
+
+    /// What the device keeps of a command arriving in pieces: its first
+    /// piece's header declares `total`, each piece adds a window (the last
+    /// one the rest), and an oversize command keeps no bytes.
+    fn check_receiving(
+        &self,
+        total: usize,
+        oversize: bool,
+        command: &[u8],
+    ) -> Result<(), SnapshotError> {
+        if total < HEADER_SIZE {
+            return Err(SnapshotError::Corrupt("command header below ten bytes"));
         }
-        if self.deferred_req != 0 && !self.is_executing() {
+        if oversize {
+            // Refused where the source refused it, whatever this limit.
+            if !command.is_empty() {
+                return Err(SnapshotError::Corrupt("oversize command with bytes"));
+            }
+            return Ok(());
+        }
+        if total > self.limit {
+            return Err(SnapshotError::TransactionTooLarge {
+                size: total,
+                limit: self.limit,
+            });
+        }
+        let window = self.window.len();
+        let pieces_fit = command.len() == total || command.len().is_multiple_of(window);
+        if command.len() > total || command.len() < total.min(window) || !pieces_fit {
             return Err(SnapshotError::Corrupt(
-                "a deferred cmdReady/goIdle with no command executing".into(),
+                "received bytes are not whole pieces of the command",
             ));
         }
-        if !r.bytes.is_empty() {
+        if tpm::declared_size(command) != Some(total) {
             return Err(SnapshotError::Corrupt(
-                "trailing bytes in the base section".into(),
+                "command header disagrees with the recorded size",
             ));
         }
         Ok(())
     }
 
-    fn load_command(&mut self, t: &Transaction<'_>) -> Result<(), SnapshotError> {
-        if t.command.len() > t.command_total || t.command_total < vtpm_wire::HEADER_SIZE {
-            return Err(SnapshotError::Corrupt(
-                "command longer than its header says".into(),
-            ));
-        }
-        // A command the source already refused as oversize stays refused
-        // even where it would fit: the guest started it that way. One the
-        // source accepted must fit here.
-        if !t.command_oversize && t.command_total > self.limit {
+    /// A whole command or response: a header that declares exactly its
+    /// length, within the transfer limit.
+    fn check_whole(&self, bytes: &[u8], what: &'static str) -> Result<(), SnapshotError> {
+        if bytes.len() > self.limit {
             return Err(SnapshotError::TransactionTooLarge {
-                size: t.command_total,
+                size: bytes.len(),
                 limit: self.limit,
             });
         }
-        if t.command_oversize && !t.command.is_empty() {
-            return Err(SnapshotError::Corrupt("oversize command with bytes".into()));
+        if bytes.len() < HEADER_SIZE || tpm::declared_size(bytes) != Some(bytes.len()) {
+            return Err(SnapshotError::Corrupt(match what {
+                "response" => "response is not a whole response",
+                _ => "executing command is not a whole command",
+            }));
         }
-        self.check_size(t.command.len())?;
-        self.command.extend_from_slice(t.command);
-        self.command_total = t.command_total;
-        self.command_oversize = t.command_oversize;
         Ok(())
     }
 
-    fn check_size(&self, size: usize) -> Result<(), SnapshotError> {
-        if size > self.limit {
-            return Err(SnapshotError::TransactionTooLarge {
-                size,
-                limit: self.limit,
-            });
+    /// A piece the device could have served (window-aligned, as long as
+    /// the window or the rest), coverage of bytes inside it only, a last
+    /// piece not yet read whole (it would have been released), and a
+    /// window that holds the piece unless the guest wrote it since.
+    fn check_responding(
+        &self,
+        response: &[u8],
+        piece_offset: usize,
+        piece_len: usize,
+        window_written: bool,
+        words: &[u64],
+        coverage_words: usize,
+    ) -> Result<ReadCoverage, SnapshotError> {
+        let window = self.window.len();
+        let aligned = piece_offset.is_multiple_of(window) && piece_offset < response.len();
+        if !aligned || piece_len != (response.len() - piece_offset).min(window) {
+            return Err(SnapshotError::Corrupt(
+                "response piece outside the response",
+            ));
         }
-        Ok(())
+        let coverage = (coverage_words == piece_len.div_ceil(64))
+            .then(|| ReadCoverage::from_words(words, piece_len))
+            .flatten()
+            .ok_or(SnapshotError::Corrupt(
+                "read coverage does not match the piece",
+            ))?;
+        if piece_offset + piece_len == response.len() && coverage.covered == piece_len {
+            return Err(SnapshotError::Corrupt(
+                "a response read to its last byte is still held",
+            ));
+        }
+        let in_window = &self.window.bytes[..self.window.dirty];
+        let piece = &response[piece_offset..piece_offset + piece_len];
+        if !window_written && !bool::from(in_window.ct_eq(piece)) {
+            return Err(SnapshotError::Corrupt(
+                "the window does not hold the response piece",
+            ));
+        }
+        Ok(coverage)
     }
 
     fn require_chunking(&self, source_chunking: bool) -> Result<(), SnapshotError> {
@@ -572,19 +566,8 @@ impl CrbDevice {
         }
         if !source_chunking {
             return Err(SnapshotError::Corrupt(
-                "chunked transaction from a device without chunking".into(),
+                "chunked transaction from a device without chunking",
             ));
-        }
-        Ok(())
-    }
-
-    /// A locality change ends any transaction, so one in flight implies an
-    /// active locality.
-    fn require_active(&self, phase: &str) -> Result<(), SnapshotError> {
-        if self.active.is_none() {
-            return Err(SnapshotError::Corrupt(format!(
-                "{phase} with no active locality"
-            )));
         }
         Ok(())
     }
@@ -598,4 +581,261 @@ impl CrbDevice {
         }
         Ok(l)
     }
+}
+
+fn write_coverage(s: &mut SectionWriter<'_>, words: &[u64]) {
+    // At most COVERAGE_WORDS (62) words.
+    s.u16(words.len() as u16);
+    for word in words {
+        s.u64(*word);
+    }
+}
+
+fn read_coverage(
+    s: &mut SectionReader<'_>,
+) -> Result<([u64; COVERAGE_WORDS], usize), SnapshotError> {
+    let words = usize::from(s.u16()?);
+    if words > COVERAGE_WORDS {
+        return Err(SnapshotError::Corrupt(
+            "read coverage does not match the piece",
+        ));
+    }
+    let mut bits = [0u64; COVERAGE_WORDS];
+    for word in bits.iter_mut().take(words) {
+        *word = s.u64()?;
+    }
+    Ok((bits, words))
+}
+
+fn read_stats(s: &mut SectionReader<'_>) -> Result<DeviceStats, FrameError> {
+    Ok(DeviceStats {
+        commands_executed: s.u64()?,
+        commands_refused: s.u64()?,
+        command_pieces: s.u64()?,
+        response_pieces: s.u64()?,
+        fatal_errors: s.u64()?,
+    })
+}
+
+fn parse_v2<'a>(frame: &Frame<'a>) -> Result<Saved<'a>, SnapshotError> {
+    let [base, receiving, executing, responding] = frame.known_sections([
+        SECTION_BASE,
+        SECTION_RECEIVING,
+        SECTION_EXECUTING,
+        SECTION_RESPONDING,
+    ])?;
+    let mut s = base.ok_or(SnapshotError::MissingBase)?;
+    let window_size = s.len32()?;
+    let _source_localities = s.u8()?;
+    let source_chunking = s.flag()?;
+    let _source_buffer = s.u32()?;
+    let active = s.u8()?;
+    let pending_requests = s.u8()?;
+    let been_seized = s.u8()?;
+    let established = s.flag()?;
+    let reset_established_pending = s.flag()?;
+    let ctrl_sts = s.u32()?;
+    let deferred_req = s.u32()?;
+    let cancel = s.u32()?;
+    let int_enable = s.u32()?;
+    let int_sts = s.u32()?;
+    let ctrl_ext = s.u64()?;
+    let next_token = s.u64()?;
+    let stats = read_stats(&mut s)?;
+    let window = s.bytes()?;
+    s.finish()?;
+    let phase = match (receiving, executing, responding) {
+        (None, None, None) => SavedPhase::Idle,
+        (Some(mut s), None, None) => {
+            let phase = SavedPhase::Receiving {
+                total: s.len32()?,
+                oversize: s.flag()?,
+                command: s.bytes()?,
+            };
+            s.finish()?;
+            phase
+        }
+        (None, Some(mut s), None) => {
+            let phase = SavedPhase::Executing {
+                token: s.u64()?,
+                locality: s.u8()?,
+                cancel_requested: s.flag()?,
+                orphaned: s.flag()?,
+                command: s.bytes()?,
+            };
+            s.finish()?;
+            phase
+        }
+        (None, None, Some(mut s)) => {
+            let piece_offset = s.len32()?;
+            let piece_len = s.len32()?;
+            let window_written = s.flag()?;
+            let (coverage, coverage_words) = read_coverage(&mut s)?;
+            let response = s.bytes()?;
+            s.finish()?;
+            SavedPhase::Responding {
+                piece_offset,
+                piece_len,
+                window_written,
+                coverage,
+                coverage_words,
+                response,
+            }
+        }
+        _ => return Err(SnapshotError::Corrupt("more than one phase section")),
+    };
+    Ok(Saved {
+        window_size,
+        source_chunking,
+        active,
+        pending_requests,
+        been_seized,
+        established,
+        reset_established_pending,
+        ctrl_sts,
+        deferred_req,
+        cancel,
+        int_enable,
+        int_sts,
+        ctrl_ext,
+        next_token,
+        stats,
+        window,
+        phase,
+    })
+}
+
+/// Version 1: one base section with the phase inside, and a transaction
+/// section only when the window could not rebuild the command or
+/// response. It did not record an outstanding ResetEstablished request.
+fn parse_v1<'a>(frame: &Frame<'a>) -> Result<Saved<'a>, SnapshotError> {
+    let [base, transaction] = frame.known_sections([SECTION_BASE, SECTION_TRANSACTION])?;
+    let mut s = base.ok_or(SnapshotError::MissingBase)?;
+    let window_size = s.len32()?;
+    let _source_localities = s.u8()?;
+    let source_chunking = s.flag()?;
+    let _source_buffer = s.u32()?;
+    let active = s.u8()?;
+    let pending_requests = s.u8()?;
+    let been_seized = s.u8()?;
+    let established = s.flag()?;
+    let ctrl_sts = s.u32()?;
+    let deferred_req = s.u32()?;
+    let cancel = s.u32()?;
+    let int_enable = s.u32()?;
+    let int_sts = s.u32()?;
+    let ctrl_ext = s.u64()?;
+    let next_token = s.u64()?;
+    let stats = read_stats(&mut s)?;
+    let window = s.bytes()?;
+    let transaction = match transaction {
+        None => None,
+        Some(mut t) => {
+            let parts = (t.len32()?, t.flag()?, t.bytes()?, t.bytes()?);
+            t.finish()?;
+            Some(parts)
+        }
+    };
+    let phase = match s.u8()? {
+        V1_PHASE_IDLE => {
+            if transaction.is_some() {
+                return Err(SnapshotError::Corrupt(
+                    "idle device with a transaction section",
+                ));
+            }
+            SavedPhase::Idle
+        }
+        V1_PHASE_RECEIVING => {
+            let (total, oversize, command, response) =
+                transaction.ok_or(SnapshotError::MissingTransaction)?;
+            if !response.is_empty() {
+                return Err(SnapshotError::Corrupt("response bytes while receiving"));
+            }
+            SavedPhase::Receiving {
+                total,
+                oversize,
+                command,
+            }
+        }
+        V1_PHASE_EXECUTING => {
+            let token = s.u64()?;
+            let locality = s.u8()?;
+            let cancel_requested = s.flag()?;
+            let orphaned = s.flag()?;
+            let length = s.len32()?;
+            let command = match transaction {
+                Some((_, _, command, response)) => {
+                    if !response.is_empty() || command.len() != length {
+                        return Err(SnapshotError::Corrupt(
+                            "executing command does not match its transaction",
+                        ));
+                    }
+                    command
+                }
+                None => window
+                    .get(..length)
+                    .ok_or(SnapshotError::MissingTransaction)?,
+            };
+            SavedPhase::Executing {
+                token,
+                locality,
+                cancel_requested,
+                orphaned,
+                command,
+            }
+        }
+        V1_PHASE_RESPONDING => {
+            let piece_offset = s.len32()?;
+            let piece_len = s.len32()?;
+            let (coverage, coverage_words) = read_coverage(&mut s)?;
+            let response = match transaction {
+                Some((_, _, command, response)) => {
+                    if !command.is_empty() {
+                        return Err(SnapshotError::Corrupt("command bytes while responding"));
+                    }
+                    response
+                }
+                None if piece_offset == 0 => window
+                    .get(..piece_len)
+                    .ok_or(SnapshotError::MissingTransaction)?,
+                None => return Err(SnapshotError::MissingTransaction),
+            };
+            // Version 1 let a guest write the window under a response; a
+            // window that no longer holds just the piece holds its bytes.
+            let piece = response.get(piece_offset..piece_offset.saturating_add(piece_len));
+            let window_written = match piece {
+                Some(piece) => window.len() != piece.len() || !bool::from(window.ct_eq(piece)),
+                None => true,
+            };
+            SavedPhase::Responding {
+                piece_offset,
+                piece_len,
+                window_written,
+                coverage,
+                coverage_words,
+                response,
+            }
+        }
+        _ => return Err(SnapshotError::Corrupt("unknown phase")),
+    };
+    s.finish()?;
+    Ok(Saved {
+        window_size,
+        source_chunking,
+        active,
+        pending_requests,
+        been_seized,
+        established,
+        reset_established_pending: false,
+        ctrl_sts,
+        deferred_req,
+        cancel,
+        int_enable,
+        int_sts,
+        ctrl_ext,
+        next_token,
+        stats,
+        window,
+        phase,
+    })
 }

@@ -185,7 +185,18 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// Runs `ops` on a device, checking the invariants after every step.
+/// A forwarded command is whole: its header declares exactly its length,
+/// within the limit.
+fn check_forwarded(command: &[u8], limit: usize) -> Result<(), TestCaseError> {
+    prop_assert!(command.len() >= 10 && command.len() <= limit);
+    let declared = u32::from_be_bytes([command[2], command[3], command[4], command[5]]);
+    prop_assert_eq!(declared as usize, command.len());
+    Ok(())
+}
+
+/// Runs `ops` on a device, checking the invariants after every step. After
+/// each step the device is snapshotted and replaced by its restored twin,
+/// whose own snapshot must be the same bytes.
 fn run_ops(
     window: usize,
     buffer: usize,
@@ -199,6 +210,7 @@ fn run_ops(
         ..CrbConfig::default()
     })
     .unwrap();
+    let config = d.config().clone();
     let mut outstanding: Vec<ExecToken> = Vec::new();
     let limit = d.transfer_limit();
     for op in ops {
@@ -232,7 +244,7 @@ fn run_ops(
                 if let Some(vtpm_crb::Action::Execute { token, command, .. }) =
                     d.write(off, &bytes[..n])
                 {
-                    prop_assert!(command.len() <= limit);
+                    check_forwarded(command, limit)?;
                     outstanding.push(token);
                 }
             }
@@ -256,9 +268,10 @@ fn run_ops(
                 let page = u64::from(*locality) * 0x1000;
                 let piece = &cmd[..cmd.len().min(window)];
                 d.write(page + 0x80, piece);
-                if let Some(vtpm_crb::Action::Execute { token, .. }) =
+                if let Some(vtpm_crb::Action::Execute { token, command, .. }) =
                     d.write(page + 0x4C, &u32::from(*start_bits).to_le_bytes())
                 {
+                    check_forwarded(command, limit)?;
                     outstanding.push(token);
                 }
             }
@@ -290,6 +303,15 @@ fn run_ops(
                 "executing without a pending action"
             );
         }
+        let snap = d.snapshot();
+        d = CrbDevice::restore(config.clone(), &snap)
+            .map_err(|e| TestCaseError::fail(format!("own snapshot refused after {op:?}: {e}")))?;
+        prop_assert_eq!(
+            &d.snapshot()[..],
+            &snap[..],
+            "snapshot, restore, snapshot differs after {:?}",
+            op
+        );
     }
     // Once every completion is delivered, Start is not stuck.
     while let Some(token) = outstanding.pop() {
@@ -306,7 +328,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
     #[test]
-    fn random_mmio_never_breaks_invariants(
+    fn random_mmio_never_breaks_invariants_and_every_step_round_trips(
         window in prop_oneof![Just(64usize), Just(256), Just(3968), 64usize..=3968],
         buffer in prop_oneof![Just(4096usize), Just(8192), 10usize..=16384],
         chunking in prop_oneof![Just(ChunkPolicy::Auto), Just(ChunkPolicy::On), Just(ChunkPolicy::Off)],

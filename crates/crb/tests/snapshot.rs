@@ -4,7 +4,7 @@
 mod common;
 use common::*;
 use proptest::prelude::*;
-use vtpm_crb::{Action, ChunkPolicy, CrbConfig, CrbDevice, ExecToken, SnapshotError};
+use vtpm_crb::{Action, ChunkPolicy, Completion, CrbConfig, CrbDevice, ExecToken, SnapshotError};
 use vtpm_guest::{CrbDriver, Mmio, TransmitOptions};
 
 /// A bus that snapshots the device after every access and continues on a
@@ -68,6 +68,11 @@ impl<F: FnMut(&[u8]) -> Vec<u8>> Mmio for MigratingBus<F> {
     }
 }
 
+/// Bytes of a snapshot between commands with a zeroed window, whatever
+/// the window size: preamble 10, base section header 6 and body 95, CRC 4
+/// (crates/crb/README.md, "Snapshot format").
+const IDLE_SNAPSHOT_LEN: usize = 115;
+
 fn migrating_case(
     cmd_size: usize,
     rsp_size: usize,
@@ -114,11 +119,7 @@ fn migrating_case(
     prop_assert_eq!(&got, &rsp);
     prop_assert_eq!(transfer, plain_transfer);
     prop_assert!(driver.mmio().migrations > 10);
-    prop_assert!(
-        driver.mmio().largest_idle_snapshot < 200,
-        "idle snapshot {} bytes",
-        driver.mmio().largest_idle_snapshot
-    );
+    prop_assert_eq!(driver.mmio().largest_idle_snapshot, IDLE_SNAPSHOT_LEN);
     drop(driver);
     prop_assert_eq!(&seen, &cmd);
     Ok(())
@@ -225,7 +226,11 @@ fn idle_snapshot_holds_no_transaction_bytes() {
         busy.len() > 700,
         "mid-response snapshot carries the response"
     );
-    assert!(idle.len() < 120, "idle snapshot is {} bytes", idle.len());
+    assert_eq!(
+        idle.len(),
+        IDLE_SNAPSHOT_LEN,
+        "the size the README documents"
+    );
     assert!(!idle.windows(16).any(|w| rsp.windows(16).any(|r| r == w)));
 }
 
@@ -310,7 +315,7 @@ fn unknown_sections_are_skipped() {
     let config = chunking_device(ChunkPolicy::Auto);
     let mut d = CrbDevice::new(config.clone()).unwrap();
     take_locality(&mut d, 3);
-    let mut snap = d.snapshot();
+    let mut snap = d.snapshot().to_vec();
     snap.truncate(snap.len() - 4);
     snap.extend_from_slice(&77u16.to_le_bytes());
     snap.extend_from_slice(&3u32.to_le_bytes());
@@ -368,7 +373,7 @@ proptest! {
         take_locality(&mut d, 0);
         window_write(&mut d, 0, &command(600, 1)[..256]);
         w32(&mut d, CTRL_START, NEXT_CHUNK);
-        let mut snap = d.snapshot();
+        let mut snap = d.snapshot().to_vec();
         snap.truncate(snap.len() - 4);
         if at < snap.len() {
             snap[at] = value;
@@ -439,4 +444,164 @@ fn unreachable_executing_states_are_refused() {
     ));
     let no_locality = edited(&snap, |b| b[active_at] = 0xFF);
     assert!(CrbDevice::restore(config, &no_locality).is_err());
+}
+
+/// A device receiving a chunked 600-byte command: two pieces taken.
+fn receiving_600(config: &CrbConfig) -> (CrbDevice, Vec<u8>) {
+    let mut d = CrbDevice::new(config.clone()).unwrap();
+    take_locality(&mut d, 0);
+    let cmd = command(600, 0x3C);
+    for piece in cmd[..512].chunks(256) {
+        window_write(&mut d, 0, piece);
+        assert_eq!(w32(&mut d, CTRL_START, NEXT_CHUNK), None);
+    }
+    (d, cmd)
+}
+
+#[test]
+fn a_receiving_snapshot_whose_held_header_disagrees_with_the_recorded_size_is_refused() {
+    let config = chunking_device(ChunkPolicy::Auto);
+    let (d, cmd) = receiving_600(&config);
+    let snap = d.snapshot();
+    // The held command starts with its header; make it claim 49,162 bytes
+    // (above the 8,192 limit) while the recorded total stays 600.
+    let at = snap
+        .windows(16)
+        .position(|w| w == &cmd[..16])
+        .expect("the held command is in the snapshot");
+    let lying = edited(&snap, |b| {
+        b[at + 2..at + 6].copy_from_slice(&49_162u32.to_be_bytes())
+    });
+    match CrbDevice::restore(config, &lying) {
+        Err(SnapshotError::Corrupt(_)) => {}
+        Ok(mut restored) => {
+            window_write(&mut restored, 0, &cmd[512..]);
+            let forwarded = w32(&mut restored, CTRL_START, START);
+            panic!("accepted; then forwarded {forwarded:?}");
+        }
+        Err(other) => panic!("refused for the wrong reason: {other}"),
+    }
+}
+
+#[test]
+fn an_outstanding_reset_established_request_survives_a_round_trip() {
+    let config = chunking_device(ChunkPolicy::Auto);
+    let mut d = CrbDevice::new(config.clone()).unwrap();
+    d.set_established(true);
+    take_locality(&mut d, 3);
+    assert_eq!(
+        w32(&mut d, 0x3000 + LOC_CTRL, 8),
+        Some(OwnedAction::ResetEstablished(3))
+    );
+    let mut restored = CrbDevice::restore(config, &d.snapshot()).unwrap();
+    assert_eq!(
+        w32(&mut restored, 0x3000 + LOC_CTRL, 8),
+        None,
+        "the request is still out: a repeat raises no second action"
+    );
+    restored.set_established(false);
+    assert_eq!(
+        w32(&mut restored, 0x3000 + LOC_CTRL, 8),
+        Some(OwnedAction::ResetEstablished(3)),
+        "once answered, a new request is raised"
+    );
+}
+
+/// Overwrites the base section's next-token field (after window u32,
+/// localities, chunking, buffer u32, active, pending, seized, established,
+/// reset-pending, five u32 registers and CTRL_EXT u64).
+fn with_next_token(snap: &[u8], token: u64) -> Vec<u8> {
+    let at = 8 + 2 + 2 + 4 + (4 + 1 + 1 + 4 + 1 + 1 + 1 + 1 + 1 + 5 * 4 + 8);
+    edited(snap, |b| {
+        b[at..at + 8].copy_from_slice(&token.to_le_bytes())
+    })
+}
+
+#[test]
+fn a_snapshot_at_the_last_token_value_keeps_producing_loadable_snapshots() {
+    let config = chunking_device(ChunkPolicy::Auto);
+    let mut d = CrbDevice::new(config.clone()).unwrap();
+    take_locality(&mut d, 0);
+    let crafted = with_next_token(&d.snapshot(), u64::MAX);
+    let mut d = CrbDevice::restore(config.clone(), &crafted).unwrap();
+    for round in 0..3u8 {
+        window_write(&mut d, 0, &command(20, round));
+        let token = match w32(&mut d, CTRL_START, START) {
+            Some(OwnedAction::Execute { token, .. }) => token,
+            other => panic!("{other:?}"),
+        };
+        // Mid-execution, across the wrap of the token counter.
+        let snap = d.snapshot();
+        d = CrbDevice::restore(config.clone(), &snap)
+            .unwrap_or_else(|e| panic!("round {round}: own snapshot refused: {e}"));
+        assert_eq!(d.snapshot()[..], snap[..]);
+        assert_eq!(
+            d.complete(token, Ok(&patterned(10, 0))),
+            Completion::Delivered
+        );
+        window_read(&mut d, 0, 10);
+    }
+}
+
+#[test]
+fn a_round_trip_after_a_refused_oversize_command_is_byte_identical() {
+    let config = chunking_device(ChunkPolicy::Auto);
+    let mut d = CrbDevice::new(config.clone()).unwrap();
+    take_locality(&mut d, 0);
+    let mut huge = command(600, 1);
+    huge[2..6].copy_from_slice(&20_000u32.to_be_bytes());
+    window_write(&mut d, 0, &huge[..256]);
+    assert_eq!(
+        w32(&mut d, CTRL_START, START),
+        None,
+        "refused by the device"
+    );
+    assert_eq!(d.stats().commands_refused, 1);
+    // The guest scribbles over the window before reading the answer.
+    assert!(d.write(WINDOW + 4, &[0xAA; 4]).is_none());
+    for _ in 0..2 {
+        let snap = d.snapshot();
+        d = CrbDevice::restore(config.clone(), &snap).unwrap();
+        assert_eq!(d.snapshot()[..], snap[..]);
+    }
+}
+
+#[test]
+fn counters_restored_at_their_maximum_saturate_instead_of_overflowing() {
+    let config = chunking_device(ChunkPolicy::Auto);
+    let mut d = CrbDevice::new(config.clone()).unwrap();
+    take_locality(&mut d, 0);
+    let snap = with_next_token(&d.snapshot(), 7);
+    // The five u64 counters follow the next token.
+    let stats_at = 8 + 2 + 2 + 4 + (4 + 1 + 1 + 4 + 1 + 1 + 1 + 1 + 1 + 5 * 4 + 8 + 8);
+    let snap = edited(&snap, |b| b[stats_at..stats_at + 40].fill(0xFF));
+    let mut d = CrbDevice::restore(config, &snap).unwrap();
+    assert_eq!(d.stats().response_pieces, u64::MAX);
+    // A refused command, a forwarded one, its response and a fatal error
+    // touch every counter.
+    let mut huge = command(100, 1);
+    huge[2..6].copy_from_slice(&60_000u32.to_be_bytes());
+    window_write(&mut d, 0, &huge);
+    assert_eq!(w32(&mut d, CTRL_START, START), None);
+    w32(&mut d, CTRL_REQ, 1);
+    window_write(&mut d, 0, &command(30, 2));
+    let token = match w32(&mut d, CTRL_START, START) {
+        Some(OwnedAction::Execute { token, .. }) => token,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        d.complete(token, Err(vtpm_crb::BackendFailed)),
+        Completion::Fatal
+    );
+    let s = d.stats();
+    assert_eq!(
+        [
+            s.commands_executed,
+            s.commands_refused,
+            s.command_pieces,
+            s.response_pieces,
+            s.fatal_errors
+        ],
+        [u64::MAX; 5]
+    );
 }

@@ -269,7 +269,7 @@ fn cancel_is_requested_once_and_the_command_still_completes() {
     assert_eq!(
         w32(&mut d, CTRL_CANCEL, 1),
         Some(OwnedAction::Cancel(token)),
-        "the cancel names the command it is for"
+        "the cancel names the execution it is for"
     );
     assert_eq!(w32(&mut d, CTRL_CANCEL, 1), None);
     assert_eq!(r32(&mut d, CTRL_CANCEL), 1);
@@ -327,4 +327,82 @@ fn a_new_command_may_follow_a_fully_served_response_without_cmd_ready() {
     let cmd = command(400, 4);
     let (_, _, got) = execute(send(&mut d, &cmd));
     assert_eq!(got, cmd);
+}
+
+#[test]
+fn next_chunk_after_the_last_response_piece_takes_no_response_byte_as_a_command() {
+    let mut d = device(256, 4096, ChunkPolicy::Auto);
+    let (token, _, _) = execute(send(&mut d, &command(12, 0)));
+    // A one-piece response whose header declares 200 bytes: read as a
+    // command header it would start a 200-byte command.
+    let rsp = patterned(200, 5);
+    d.complete(token, Ok(&rsp));
+    window_read(&mut d, 0, 100);
+    assert_eq!(w32(&mut d, CTRL_START, NEXT_CHUNK), None);
+    assert_eq!(
+        d.held_bytes(),
+        0,
+        "the response is released, nothing received"
+    );
+    assert!(
+        window_read(&mut d, 0, 256).iter().all(|&b| b == 0),
+        "the window is zeroed with the response"
+    );
+    // Start now finds an empty window: a malformed header, not the response.
+    assert_eq!(w32(&mut d, CTRL_START, START), None);
+    assert_eq!(r32(&mut d, CTRL_STS) & 1, 1);
+    assert_eq!(d.stats().commands_executed, 1);
+}
+
+#[test]
+fn start_under_an_unread_response_never_forwards_response_bytes() {
+    let mut d = device(256, 4096, ChunkPolicy::Auto);
+    let (token, _, _) = execute(send(&mut d, &command(12, 0)));
+    d.complete(token, Ok(&patterned(60, 5)));
+    window_read(&mut d, 0, 10);
+    assert_eq!(w32(&mut d, CTRL_START, START), None, "nothing is forwarded");
+    assert_eq!(d.stats().commands_executed, 1);
+    assert_eq!(d.held_bytes(), 0);
+}
+
+#[test]
+fn a_command_written_under_an_unread_response_picks_up_none_of_its_bytes() {
+    let mut d = device(256, 4096, ChunkPolicy::Auto);
+    let (token, _, _) = execute(send(&mut d, &command(12, 0)));
+    let rsp = patterned(250, 5);
+    d.complete(token, Ok(&rsp));
+    window_read(&mut d, 0, 10);
+    // The guest gives up on the response and writes 40 bytes of a command
+    // whose header says 100: the other 60 come from the window.
+    let mut cmd = command(40, 6);
+    cmd[2..6].copy_from_slice(&100u32.to_be_bytes());
+    window_write(&mut d, 0, &cmd);
+    let (_, _, got) = execute(w32(&mut d, CTRL_START, START));
+    assert_eq!(got.len(), 100);
+    assert_eq!(got[..40], cmd[..]);
+    assert!(
+        got[40..].iter().all(|&b| b == 0),
+        "response bytes joined the command"
+    );
+}
+
+#[test]
+fn one_access_over_cancel_and_start_yields_one_action() {
+    let mut d = device(256, 4096, ChunkPolicy::Auto);
+    window_write(&mut d, 0, &command(12, 1));
+    // CANCEL=1 and START=1 in one 8-byte write while idle: the cancel has
+    // nothing to cancel, the Start runs.
+    let both = 1u64 | (1u64 << 32);
+    let action = d
+        .write(CTRL_CANCEL, &both.to_le_bytes())
+        .map(OwnedAction::from);
+    let (token, _, got) = execute(action);
+    assert_eq!(got, command(12, 1));
+    w32(&mut d, CTRL_CANCEL, 0);
+    // The same write while executing: only the cancel, for that execution.
+    let action = d
+        .write(CTRL_CANCEL, &both.to_le_bytes())
+        .map(OwnedAction::from);
+    assert_eq!(action, Some(OwnedAction::Cancel(token)));
+    assert_eq!(d.stats().commands_executed, 1);
 }

@@ -28,6 +28,7 @@ const LOC_STATE_VALID: u32 = 1 << 7;
 const LOC_CTRL_REQUEST: u32 = 1 << 0;
 const LOC_CTRL_RELINQUISH: u32 = 1 << 1;
 const LOC_STS_GRANTED: u32 = 1 << 0;
+const LOC_STS_BEEN_SEIZED: u32 = 1 << 1;
 const REQ_CMD_READY: u32 = 1 << 0;
 const REQ_GO_IDLE: u32 = 1 << 1;
 const STS_FATAL: u32 = 1 << 0;
@@ -172,6 +173,16 @@ pub enum DriverError {
     /// crbRspRetry was asked for on a device without chunking.
     #[error("crbRspRetry needs CapCRBChunk")]
     RetryUnsupported,
+    /// The locality was lost during the transfer (a higher locality seized
+    /// the TPM, or the grant went away): what was read may not be what the
+    /// TPM sent, so it is not returned.
+    #[error("locality {locality} lost the TPM during the transfer (LOC_STS {loc_sts:#x})")]
+    LocalityLost {
+        /// The locality the transfer ran at.
+        locality: u8,
+        /// LOC_STS as read after the transfer.
+        loc_sts: u32,
+    },
 }
 
 /// A TPM CRB driver with PTP v1.07 chunking.
@@ -337,7 +348,8 @@ impl<M: Mmio, C: Clock> CrbDriver<M, C> {
             ..Transfer::default()
         };
         response.clear();
-        let base = page(locality)?;
+        // A bad locality is refused before anything is read or written.
+        page(locality)?;
         let info = self.info()?;
         let declared = Header::peek_size(command);
         if command.len() < HEADER_SIZE || declared != Some(command.len() as u32) {
@@ -358,7 +370,7 @@ impl<M: Mmio, C: Clock> CrbDriver<M, C> {
         }
         self.request_locality(locality)?;
         self.cmd_ready(locality)?;
-        let result = self.exchange(base, info, command, response, options);
+        let result = self.exchange(locality, info, command, response, options);
         // The TPM goes back to Idle whatever happened, as Linux does.
         let idle = self.go_idle(locality);
         result?;
@@ -368,12 +380,13 @@ impl<M: Mmio, C: Clock> CrbDriver<M, C> {
 
     fn exchange(
         &mut self,
-        base: u64,
+        locality: u8,
         info: DeviceInfo,
         command: &[u8],
         response: &mut Vec<u8>,
         options: TransmitOptions,
     ) -> Result<(), DriverError> {
+        let base = page(locality)?;
         self.mmio.write_u32(base + CTRL_CANCEL, 0);
         let mut pieces = command.chunks(info.window_size).peekable();
         while let Some(piece) = pieces.next() {
@@ -398,6 +411,9 @@ impl<M: Mmio, C: Clock> CrbDriver<M, C> {
             return Err(timeout);
         }
         self.check_fatal(base)?;
+        // A seize during the send leaves Start and nextChunk unserved,
+        // which read as done from the old locality.
+        self.check_still_granted(locality)?;
         let whole = self.receive(base, info, response, options)?;
         if !whole {
             self.mmio.write_u32(base + CTRL_START, START_RSP_RETRY);
@@ -415,6 +431,22 @@ impl<M: Mmio, C: Clock> CrbDriver<M, C> {
                 ..options
             };
             self.receive(base, info, response, rest)?;
+        }
+        // A seize during the receive makes the rest of the window read as
+        // zeros: the bytes read are not the TPM's response.
+        if let Err(lost) = self.check_still_granted(locality) {
+            response.clear();
+            return Err(lost);
+        }
+        Ok(())
+    }
+
+    /// Fails unless `locality` still holds the TPM: LOC_STS.Granted set,
+    /// beenSeized clear.
+    fn check_still_granted(&mut self, locality: u8) -> Result<(), DriverError> {
+        let loc_sts = self.mmio.read_u32(page(locality)? + LOC_STS);
+        if loc_sts & LOC_STS_GRANTED == 0 || loc_sts & LOC_STS_BEEN_SEIZED != 0 {
+            return Err(DriverError::LocalityLost { locality, loc_sts });
         }
         Ok(())
     }
