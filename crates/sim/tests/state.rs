@@ -111,3 +111,66 @@ fn a_shutdown_state_record_survives_save_and_restore() {
     assert_eq!(rc(&exec(&mut other, &startup(1))), ResponseCode::SUCCESS);
     assert_eq!(exec(&mut other, &pcr_read(TPM_ALG_SHA256, &[2])), pcr2);
 }
+
+/// `tests/data/state-v1.bin` was saved by the version-1 format (a
+/// SHA-256-sealed blob, before the move onto vtpm-frame) from `started()`
+/// after: PCR 9 extended with [9; 32]; owner password "owner"; CreatePrimary
+/// of an ML-DSA-44 external-μ key (password "k", 0x80000000) and of a
+/// storage parent (0x80000001); Create and Load of a HashML-DSA-44/SHA-256
+/// child (password "child", 0x80000002); CreatePrimary ML-KEM-512
+/// (0x80000003); LoadExternal of the first key's public area into the NULL
+/// hierarchy (0x80000004); a dynamic launch; Shutdown(STATE).
+const STATE_V1: &[u8] = include_bytes!("data/state-v1.bin");
+
+#[test]
+fn a_version_1_blob_still_loads_with_its_keys_pcrs_and_passwords() {
+    let mut sim = sim_with_seed(99);
+    sim.restore_state(STATE_V1).unwrap();
+    assert!(sim.established());
+
+    // The external-μ key signs and its public copy verifies.
+    let mu = [5u8; 64];
+    let sig = pqc::parse_sign(&exec(
+        &mut sim,
+        &pqc::sign_digest(0x8000_0000, b"k", b"", &mu),
+    ))
+    .unwrap();
+    pqc::parse_verify(&exec(
+        &mut sim,
+        &pqc::verify_digest_signature(0x8000_0004, b"", &mu, &sig),
+    ))
+    .unwrap();
+    // The loaded child signs under its own password.
+    let sig =
+        pqc::parse_sign(&exec(&mut sim, &pqc::sign(0x8000_0002, b"child", &[1; 32]))).unwrap();
+    pqc::parse_verify(&exec(
+        &mut sim,
+        &pqc::verify_signature(0x8000_0002, &[1; 32], &sig),
+    ))
+    .unwrap();
+    // The ML-KEM key decapsulates what is encapsulated to it.
+    let sent = pqc::parse_encapsulate(&exec(&mut sim, &pqc::encapsulate(0x8000_0003))).unwrap();
+    let got = pqc::parse_decapsulate(&exec(
+        &mut sim,
+        &pqc::decapsulate(0x8000_0003, b"", &sent.ciphertext),
+    ))
+    .unwrap();
+    assert_eq!(got, sent.shared_secret);
+    // Seeds and the owner password came along: the same primary again.
+    let first = pqc::parse_read_public(&exec(&mut sim, &pqc::read_public(0x8000_0000))).unwrap();
+    pqc::parse_empty(&exec(&mut sim, &pqc::flush_context(0x8000_0001))).unwrap();
+    let template = PublicArea::mldsa(MlDsaParameterSet::MlDsa44).with_external_mu();
+    let again = pqc::parse_create_primary(&exec(
+        &mut sim,
+        &pqc::create_primary(TPM_RH_OWNER, b"owner", &template, b""),
+    ))
+    .unwrap();
+    assert_eq!(again.public, first.public);
+    // The Shutdown(STATE) record resumes PCR 9 after a power cycle.
+    let pcr9 = parse_pcr_read(&exec(&mut sim, &pcr_read(TPM_ALG_SHA256, &[9]))).unwrap();
+    sim.reset();
+    assert_eq!(rc(&exec(&mut sim, &startup(1))), ResponseCode::SUCCESS);
+    let resumed = parse_pcr_read(&exec(&mut sim, &pcr_read(TPM_ALG_SHA256, &[9]))).unwrap();
+    assert_eq!(resumed.digests, pcr9.digests);
+    assert_ne!(pcr9.digests[0], [0; 32]);
+}
