@@ -9,7 +9,7 @@
 //! use vtpm_backend::sim::SimBackend;
 //! use vtpm_backend::Backend;
 //! use vtpm_sim::SimConfig;
-//! use vtpm_wire::commands::startup;
+//! use vtpm_client::startup;
 //!
 //! let mut backend = SimBackend::new(SimConfig::default())?;
 //! let mut response = Vec::new();

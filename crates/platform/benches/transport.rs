@@ -24,7 +24,7 @@ fn platform(execution: Execution) -> Platform {
 }
 
 fn command() -> Vec<u8> {
-    vtpm_wire::commands::padded_get_random(SIZE)
+    vtpm_client::padded_get_random(SIZE)
 }
 
 fn round_trip(driver: &mut CrbDriver<CrbBus>, cmd: &[u8], rsp: &mut Vec<u8>) {

@@ -7,11 +7,11 @@
 //! authorization and finally the command's own parameters (with
 //! TPM_RC_SIZE for bytes left over).
 
+use vtpm_wire::consts::{TPMA_OBJECT_NO_DA, TPMA_OBJECT_USER_WITH_AUTH, TPM_RH_LOCKOUT};
 use vtpm_wire::consts::{
     TPM_RH_ENDORSEMENT, TPM_RH_NULL, TPM_RH_OWNER, TPM_RH_PLATFORM, TPM_RS_PW, TPM_ST_NO_SESSIONS,
     TPM_ST_SESSIONS,
 };
-use vtpm_wire::pqc::{TPMA_OBJECT_NO_DA, TPMA_OBJECT_USER_WITH_AUTH, TPM_RH_LOCKOUT};
 use vtpm_wire::{cc, error_response, Header, ResponseCode, HEADER_SIZE};
 
 use crate::command;
@@ -71,7 +71,7 @@ use HandleKind as H;
 /// Every implemented command, sorted by command code.
 pub(crate) const COMMANDS: &[Spec] = &[
     Spec {
-        code: vtpm_wire::pqc::TPM_CC_HIERARCHY_CHANGE_AUTH,
+        code: vtpm_wire::cc::HIERARCHY_CHANGE_AUTH,
         handles: &[H::HierarchyAuth],
         auth: 1,
         returns_handle: false,

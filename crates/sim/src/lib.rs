@@ -16,7 +16,7 @@
 //!
 //! ```
 //! use vtpm_sim::{Sim, SimConfig};
-//! use vtpm_wire::commands::{get_random, parse_get_random, startup};
+//! use vtpm_client::{get_random, parse_get_random, startup};
 //! use vtpm_wire::consts::TPM_SU_CLEAR;
 //!
 //! let mut sim = Sim::new(SimConfig::default())?;

@@ -3,27 +3,28 @@
 //! its parent (TPM 2.0 Part 1 "Protected Storage").
 
 use vtpm_wire::consts::{
+    TPMA_OBJECT_DECRYPT, TPMA_OBJECT_FIXED_PARENT, TPMA_OBJECT_FIXED_TPM, TPMA_OBJECT_RESTRICTED,
+    TPMA_OBJECT_SIGN, TPMA_OBJECT_X509_SIGN,
+};
+use vtpm_wire::consts::{
     TPM_ALG_AES, TPM_ALG_CFB, TPM_ALG_HASH_MLDSA, TPM_ALG_MLDSA, TPM_ALG_MLKEM, TPM_ALG_NULL,
     TPM_ALG_SYMCIPHER,
-};
-use vtpm_wire::pqc::{
-    TPMA_OBJECT_DECRYPT, TPMA_OBJECT_FIXED_PARENT, TPMA_OBJECT_FIXED_TPM, TPMA_OBJECT_RESTRICTED,
-    TPMA_OBJECT_SIGN, TPMA_OBJECT_X509_SIGN, TPM_RC_PARMS,
 };
 use vtpm_wire::ResponseCode;
 use zeroize::Zeroize;
 
 use crate::crypto::{aes_cfb, constant_time_eq, HashAlg};
-use crate::pq::{MlDsaSet, MlKemSet, MLDSA_SEED_SIZE, MLKEM_SEED_SIZE};
+use crate::pq::{MlDsa, MlKem, MLDSA_SEED_SIZE, MLKEM_SEED_SIZE};
 use crate::rc::{self, TpmResult};
 use crate::unmarshal::{In, Out};
+use vtpm_wire::structures::{MlDsaParameterSet, MlKemParameterSet};
 
 /// Largest TPM2B_DIGEST (and TPM2B_AUTH): a SHA-512 digest.
 pub(crate) const MAX_DIGEST: usize = 64;
 /// Largest ML-DSA public key (ML-DSA-87).
-pub(crate) const MAX_MLDSA_PUBLIC: usize = 2592;
+pub(crate) const MAX_MLDSA_PUBLIC: usize = MlDsaParameterSet::MlDsa87.public_key_size();
 /// Largest ML-KEM encapsulation key (ML-KEM-1024).
-pub(crate) const MAX_MLKEM_PUBLIC: usize = 1568;
+pub(crate) const MAX_MLKEM_PUBLIC: usize = MlKemParameterSet::MlKem1024.public_key_size();
 /// Largest TPM2B_PUBLIC content this simulator can produce or accept.
 pub(crate) const MAX_PUBLIC: usize = 2 + 2 + 4 + 2 + MAX_DIGEST + 8 + 2 + MAX_MLDSA_PUBLIC;
 /// Largest TPM2B_PRIVATE: integrity HMAC plus an encrypted TPM2B_SENSITIVE.
@@ -80,15 +81,15 @@ impl AesCfb {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Kind {
     MlDsa {
-        set: MlDsaSet,
+        set: MlDsaParameterSet,
         external_mu: bool,
     },
     HashMlDsa {
-        set: MlDsaSet,
+        set: MlDsaParameterSet,
         hash: HashAlg,
     },
     MlKem {
-        set: MlKemSet,
+        set: MlKemParameterSet,
         symmetric: Option<AesCfb>,
     },
     SymCipher {
@@ -107,7 +108,7 @@ impl Kind {
     }
 
     /// The ML-DSA parameter set of a signing key.
-    pub(crate) fn mldsa_set(&self) -> Option<MlDsaSet> {
+    pub(crate) fn mldsa_set(&self) -> Option<MlDsaParameterSet> {
         match self {
             Self::MlDsa { set, .. } | Self::HashMlDsa { set, .. } => Some(*set),
             _ => None,
@@ -151,20 +152,23 @@ impl Public {
         let auth_policy = r.tpm2b(MAX_DIGEST)?.to_vec();
         let kind = match type_alg {
             TPM_ALG_MLDSA => {
-                let set = MlDsaSet::from_id(r.u16()?).ok_or(TPM_RC_PARMS)?;
+                let set =
+                    MlDsaParameterSet::from_id(r.u16()?).ok_or(vtpm_wire::ResponseCode::PARMS)?;
                 Kind::MlDsa {
                     set,
                     external_mu: r.yes_no()?,
                 }
             }
             TPM_ALG_HASH_MLDSA => {
-                let set = MlDsaSet::from_id(r.u16()?).ok_or(TPM_RC_PARMS)?;
+                let set =
+                    MlDsaParameterSet::from_id(r.u16()?).ok_or(vtpm_wire::ResponseCode::PARMS)?;
                 let hash = HashAlg::from_alg(r.u16()?).ok_or(ResponseCode::HASH)?;
                 Kind::HashMlDsa { set, hash }
             }
             TPM_ALG_MLKEM => {
                 let symmetric = AesCfb::read(r, true)?;
-                let set = MlKemSet::from_id(r.u16()?).ok_or(TPM_RC_PARMS)?;
+                let set =
+                    MlKemParameterSet::from_id(r.u16()?).ok_or(vtpm_wire::ResponseCode::PARMS)?;
                 Kind::MlKem { set, symmetric }
             }
             _ => Kind::SymCipher {
@@ -388,6 +392,23 @@ impl Sensitive {
     }
 }
 
+impl Sensitive {
+    /// True when the secret produces the public key in `public`, the
+    /// binding TPM2_Load checks (TPM_RC_BINDING otherwise).
+    pub(crate) fn is_bound_to(&self, public: &Public) -> bool {
+        match (&public.kind, &self.secret) {
+            (Kind::MlDsa { set, .. } | Kind::HashMlDsa { set, .. }, Secret::MlDsa(xi)) => {
+                set.public_key(xi) == public.unique
+            }
+            (Kind::MlKem { set, .. }, Secret::MlKem(seed)) => set.public_key(seed) == public.unique,
+            (Kind::SymCipher { .. }, Secret::Aes(key)) => {
+                public.name_alg.digest(&[&self.seed_value, key]) == public.unique
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Removes the trailing zero bytes of an authorization value, as the TPM
 /// does before storing or comparing one.
 pub(crate) fn trim_auth(auth: &[u8]) -> Vec<u8> {
@@ -568,7 +589,7 @@ mod tests {
 
     #[test]
     fn public_area_round_trips_the_wire_templates() {
-        use vtpm_wire::pqc::{MlDsaParameterSet, MlKemParameterSet, PublicArea};
+        use vtpm_wire::structures::{MlDsaParameterSet, MlKemParameterSet, PublicArea};
         let templates = [
             PublicArea::mldsa(MlDsaParameterSet::MlDsa65).with_external_mu(),
             PublicArea::hash_mldsa(
@@ -589,7 +610,7 @@ mod tests {
 
     #[test]
     fn bad_public_areas_get_their_codes() {
-        use vtpm_wire::pqc::{MlDsaParameterSet, PublicArea};
+        use vtpm_wire::structures::{MlDsaParameterSet, PublicArea};
         let good = PublicArea::mldsa(MlDsaParameterSet::MlDsa44).to_bytes();
         let mut t = good.clone();
         t[1] = 0x01; // RSA
@@ -602,7 +623,7 @@ mod tests {
         assert_eq!(parse(&t), Err(rc::RESERVED_BITS));
         let mut t = good.clone();
         t[11] = 9;
-        assert_eq!(parse(&t), Err(TPM_RC_PARMS));
+        assert_eq!(parse(&t), Err(vtpm_wire::ResponseCode::PARMS));
         let mut t = good.clone();
         t[12] = 2;
         assert_eq!(parse(&t), Err(ResponseCode::VALUE));

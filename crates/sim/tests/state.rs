@@ -3,10 +3,11 @@
 mod common;
 
 use common::{exec, primary, rc, sim_with_seed, started};
+use vtpm_client as client;
+use vtpm_client::{parse_pcr_read, pcr_extend_sha256, pcr_read, startup};
 use vtpm_sim::{Sim, SimConfig, StateError};
-use vtpm_wire::commands::{parse_pcr_read, pcr_extend_sha256, pcr_read, startup};
 use vtpm_wire::consts::{TPM_ALG_SHA256, TPM_RH_OWNER};
-use vtpm_wire::pqc::{self, MlDsaParameterSet, MlKemParameterSet, PublicArea};
+use vtpm_wire::structures::{MlDsaParameterSet, MlKemParameterSet, PublicArea};
 use vtpm_wire::ResponseCode;
 
 #[test]
@@ -15,12 +16,12 @@ fn restore_keeps_pcrs_seeds_objects_and_passwords() {
     exec(&mut sim, &pcr_extend_sha256(9, &[9; 32]));
     exec(
         &mut sim,
-        &pqc::hierarchy_change_auth(TPM_RH_OWNER, b"", b"owner"),
+        &client::hierarchy_change_auth(TPM_RH_OWNER, b"", b"owner"),
     );
     let template = PublicArea::mldsa(MlDsaParameterSet::MlDsa65);
-    let key = pqc::parse_create_primary(&exec(
+    let key = client::parse_create_primary(&exec(
         &mut sim,
-        &pqc::create_primary(TPM_RH_OWNER, b"owner", &template, b"k"),
+        &client::create_primary(TPM_RH_OWNER, b"owner", &template, b"k"),
     ))
     .unwrap();
     sim.dynamic_launch(b"x").unwrap();
@@ -33,17 +34,18 @@ fn restore_keeps_pcrs_seeds_objects_and_passwords() {
     assert!(other.established());
     assert_eq!(exec(&mut other, &pcr_read(TPM_ALG_SHA256, &[9])), pcrs);
     // The loaded key is still there and signs under its password.
-    let sig = pqc::parse_sign(&exec(&mut other, &pqc::sign(key.handle, b"k", &[1; 32]))).unwrap();
-    pqc::parse_verify(&exec(
+    let sig =
+        client::parse_sign(&exec(&mut other, &client::sign(key.handle, b"k", &[1; 32]))).unwrap();
+    client::parse_verify(&exec(
         &mut other,
-        &pqc::verify_signature(key.handle, &[1; 32], &sig),
+        &client::verify_signature(key.handle, &[1; 32], &sig),
     ))
     .unwrap();
     // The owner seed and password came along: the same primary key.
-    pqc::parse_empty(&exec(&mut other, &pqc::flush_context(key.handle))).unwrap();
-    let again = pqc::parse_create_primary(&exec(
+    client::parse_empty(&exec(&mut other, &client::flush_context(key.handle))).unwrap();
+    let again = client::parse_create_primary(&exec(
         &mut other,
-        &pqc::create_primary(TPM_RH_OWNER, b"owner", &template, b""),
+        &client::create_primary(TPM_RH_OWNER, b"owner", &template, b""),
     ))
     .unwrap();
     assert_eq!(again.public, key.public);
@@ -60,7 +62,7 @@ fn a_state_saved_before_startup_restores_unstarted() {
     let mut other = started();
     other.restore_state(&blob).unwrap();
     assert_eq!(
-        rc(&exec(&mut other, &vtpm_wire::commands::get_random(4))),
+        rc(&exec(&mut other, &vtpm_client::get_random(4))),
         ResponseCode::INITIALIZE
     );
     exec(&mut other, &startup(0));
@@ -103,7 +105,7 @@ fn a_shutdown_state_record_survives_save_and_restore() {
     let mut sim = started();
     exec(&mut sim, &pcr_extend_sha256(2, &[2; 32]));
     let pcr2 = exec(&mut sim, &pcr_read(TPM_ALG_SHA256, &[2]));
-    exec(&mut sim, &vtpm_wire::commands::shutdown(1));
+    exec(&mut sim, &vtpm_client::shutdown(1));
     let blob = sim.save_state();
     let mut other = sim_with_seed(9);
     other.restore_state(&blob).unwrap();
@@ -130,39 +132,44 @@ fn a_version_1_blob_still_loads_with_its_keys_pcrs_and_passwords() {
 
     // The external-μ key signs and its public copy verifies.
     let mu = [5u8; 64];
-    let sig = pqc::parse_sign(&exec(
+    let sig = client::parse_sign(&exec(
         &mut sim,
-        &pqc::sign_digest(0x8000_0000, b"k", b"", &mu),
+        &client::sign_digest(0x8000_0000, b"k", b"", &mu),
     ))
     .unwrap();
-    pqc::parse_verify(&exec(
+    client::parse_verify(&exec(
         &mut sim,
-        &pqc::verify_digest_signature(0x8000_0004, b"", &mu, &sig),
+        &client::verify_digest_signature(0x8000_0004, b"", &mu, &sig),
     ))
     .unwrap();
     // The loaded child signs under its own password.
-    let sig =
-        pqc::parse_sign(&exec(&mut sim, &pqc::sign(0x8000_0002, b"child", &[1; 32]))).unwrap();
-    pqc::parse_verify(&exec(
+    let sig = client::parse_sign(&exec(
         &mut sim,
-        &pqc::verify_signature(0x8000_0002, &[1; 32], &sig),
+        &client::sign(0x8000_0002, b"child", &[1; 32]),
+    ))
+    .unwrap();
+    client::parse_verify(&exec(
+        &mut sim,
+        &client::verify_signature(0x8000_0002, &[1; 32], &sig),
     ))
     .unwrap();
     // The ML-KEM key decapsulates what is encapsulated to it.
-    let sent = pqc::parse_encapsulate(&exec(&mut sim, &pqc::encapsulate(0x8000_0003))).unwrap();
-    let got = pqc::parse_decapsulate(&exec(
+    let sent =
+        client::parse_encapsulate(&exec(&mut sim, &client::encapsulate(0x8000_0003))).unwrap();
+    let got = client::parse_decapsulate(&exec(
         &mut sim,
-        &pqc::decapsulate(0x8000_0003, b"", &sent.ciphertext),
+        &client::decapsulate(0x8000_0003, b"", &sent.ciphertext),
     ))
     .unwrap();
     assert_eq!(got, sent.shared_secret);
     // Seeds and the owner password came along: the same primary again.
-    let first = pqc::parse_read_public(&exec(&mut sim, &pqc::read_public(0x8000_0000))).unwrap();
-    pqc::parse_empty(&exec(&mut sim, &pqc::flush_context(0x8000_0001))).unwrap();
+    let first =
+        client::parse_read_public(&exec(&mut sim, &client::read_public(0x8000_0000))).unwrap();
+    client::parse_empty(&exec(&mut sim, &client::flush_context(0x8000_0001))).unwrap();
     let template = PublicArea::mldsa(MlDsaParameterSet::MlDsa44).with_external_mu();
-    let again = pqc::parse_create_primary(&exec(
+    let again = client::parse_create_primary(&exec(
         &mut sim,
-        &pqc::create_primary(TPM_RH_OWNER, b"owner", &template, b""),
+        &client::create_primary(TPM_RH_OWNER, b"owner", &template, b""),
     ))
     .unwrap();
     assert_eq!(again.public, first.public);

@@ -55,6 +55,14 @@ impl ResponseCode {
     pub const ATTRIBUTES: Self = Self(0x082);
     /// TPM_RC_TYPE (format 1).
     pub const TYPE: Self = Self(0x08A);
+    /// TPM_RC_PARMS (v1.85): the parameter set is not supported.
+    pub const PARMS: Self = Self(0x0AA);
+    /// TPM_RC_EXT_MU (v1.85): the key does not allow an external μ.
+    pub const EXT_MU: Self = Self(0x0AB);
+    /// TPM_RC_ONE_SHOT_SIGNATURE (v1.85): the whole message must arrive in one buffer.
+    pub const ONE_SHOT_SIGNATURE: Self = Self(0x0AC);
+    /// TPM_RC_SIGN_CONTEXT_KEY (v1.85): a sequence finished with another key.
+    pub const SIGN_CONTEXT_KEY: Self = Self(0x0AD);
     /// TPM_RC_LOCALITY.
     pub const LOCALITY: Self = Self(0x907);
     /// TPM_RC_OBJECT_MEMORY.
@@ -125,6 +133,10 @@ impl ResponseCode {
             Self::OBJECT_MEMORY => "TPM_RC_OBJECT_MEMORY",
             Self::CANCELED => "TPM_RC_CANCELED",
             Self::RETRY => "TPM_RC_RETRY",
+            Self::PARMS => "TPM_RC_PARMS",
+            Self::EXT_MU => "TPM_RC_EXT_MU",
+            Self::ONE_SHOT_SIGNATURE => "TPM_RC_ONE_SHOT_SIGNATURE",
+            Self::SIGN_CONTEXT_KEY => "TPM_RC_SIGN_CONTEXT_KEY",
             _ => return None,
         })
     }

@@ -1,21 +1,22 @@
 //! Encapsulate and Decapsulate with ML-KEM keys (v1.85).
 
-use vtpm_wire::pqc::{TPMA_OBJECT_DECRYPT, TPMA_OBJECT_RESTRICTED};
+use vtpm_wire::consts::{TPMA_OBJECT_DECRYPT, TPMA_OBJECT_RESTRICTED};
 use vtpm_wire::ResponseCode;
 
 use crate::dispatch::{object, Command, Reply};
 use crate::object::{Kind, Object, Secret};
-use crate::pq::MlKemSet;
+use crate::pq::MlKem;
 use crate::rc::{AtNumber, TpmResult};
 use crate::unmarshal::Out;
 use crate::Sim;
+use vtpm_wire::structures::MlKemParameterSet;
 
 /// Largest ML-KEM ciphertext (ML-KEM-1024): the bound of TPM2B_KEM_CIPHERTEXT.
-const MAX_CIPHERTEXT: usize = 1568;
+const MAX_CIPHERTEXT: usize = MlKemParameterSet::MlKem1024.ciphertext_size();
 
 /// The ML-KEM key `handle` names: TPM_RC_KEY for another type, and
 /// TPM_RC_ATTRIBUTES unless it is an unrestricted decryption key.
-fn kem_key(sim: &Sim, handle: u32) -> TpmResult<(&Object, MlKemSet)> {
+fn kem_key(sim: &Sim, handle: u32) -> TpmResult<(&Object, MlKemParameterSet)> {
     let object = object(sim, handle).ok_or(ResponseCode::HANDLE.with_handle(1))?;
     let Kind::MlKem { set, .. } = object.public.kind else {
         return Err(ResponseCode::KEY.with_handle(1));

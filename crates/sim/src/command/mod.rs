@@ -86,7 +86,7 @@ pub(crate) struct HashCheck<'a> {
 /// Reads a TPMT_TK_HASHCHECK: a wrong tag is TPM_RC_TAG, a bad hierarchy
 /// TPM_RC_VALUE.
 pub(crate) fn read_hashcheck<'a>(r: &mut In<'a>) -> TpmResult<HashCheck<'a>> {
-    if r.u16()? != vtpm_wire::pqc::TPM_ST_HASHCHECK {
+    if r.u16()? != vtpm_wire::consts::TPM_ST_HASHCHECK {
         return Err(crate::rc::TAG);
     }
     let hierarchy = r.u32()?;
@@ -108,7 +108,7 @@ impl HashCheck<'_> {
         }
         let expected = hash.hmac(
             &sim.proof(self.hierarchy),
-            &[&vtpm_wire::pqc::TPM_ST_HASHCHECK.to_be_bytes(), digest],
+            &[&vtpm_wire::consts::TPM_ST_HASHCHECK.to_be_bytes(), digest],
         );
         crate::crypto::constant_time_eq(&expected, self.digest)
     }

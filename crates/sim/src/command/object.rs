@@ -1,18 +1,18 @@
 //! CreatePrimary, Create, Load, LoadExternal, ReadPublic, FlushContext and
 //! HierarchyChangeAuth.
 
-use vtpm_wire::consts::{TPM_ALG_NULL, TPM_RH_ENDORSEMENT, TPM_RH_OWNER, TPM_RH_PLATFORM};
-use vtpm_wire::pqc::{
+use vtpm_wire::consts::{
     TPMA_OBJECT_FIXED_TPM, TPMA_OBJECT_SENSITIVE_DATA_ORIGIN, TPM_RH_LOCKOUT, TPM_ST_CREATION,
 };
+use vtpm_wire::consts::{TPM_ALG_NULL, TPM_RH_ENDORSEMENT, TPM_RH_OWNER, TPM_RH_PLATFORM};
 use vtpm_wire::ResponseCode;
 
 use super::{is_hierarchy, read_pcr_selection, write_pcr_selection, PcrSelection};
 use crate::crypto::{Drbg, HashAlg};
 use crate::dispatch::{object, slot_of, Command, Reply};
 use crate::object::{
-    generate, qualified_name, trim_auth, unwrap_private, wrap_private, KeySource, Kind, Object,
-    Public, Secret, Sensitive, MAX_DIGEST, MAX_PRIVATE, MAX_PUBLIC,
+    generate, qualified_name, trim_auth, unwrap_private, wrap_private, KeySource, Object, Public,
+    MAX_DIGEST, MAX_PRIVATE, MAX_PUBLIC,
 };
 use crate::rc::{AtNumber, TpmResult};
 use crate::unmarshal::{In, Out};
@@ -239,20 +239,6 @@ pub(crate) fn create(sim: &mut Sim, cmd: &mut Command<'_>, reply: &mut Reply) ->
     Ok(())
 }
 
-/// True when the secret in `sensitive` produces the public key in `public`.
-fn bound(public: &Public, sensitive: &Sensitive) -> bool {
-    match (&public.kind, &sensitive.secret) {
-        (Kind::MlDsa { set, .. } | Kind::HashMlDsa { set, .. }, Secret::MlDsa(xi)) => {
-            set.public_key(xi) == public.unique
-        }
-        (Kind::MlKem { set, .. }, Secret::MlKem(seed)) => set.public_key(seed) == public.unique,
-        (Kind::SymCipher { .. }, Secret::Aes(key)) => {
-            public.name_alg.digest(&[&sensitive.seed_value, key]) == public.unique
-        }
-        _ => false,
-    }
-}
-
 /// TPM2_Load: unwraps a private area made by TPM2_Create under the same
 /// parent. A modified private or public area is TPM_RC_INTEGRITY for
 /// parameter 1.
@@ -270,7 +256,7 @@ pub(crate) fn load(sim: &mut Sim, cmd: &mut Command<'_>, reply: &mut Reply) -> T
         return Err(ResponseCode::ATTRIBUTES.with_parameter(2));
     }
     let sensitive = unwrap_private(parent, &public, private).param(1)?;
-    if !bound(&public, &sensitive) {
+    if !sensitive.is_bound_to(&public) {
         return Err(crate::rc::BINDING.with_parameter(2));
     }
     let name = public.name();

@@ -8,24 +8,25 @@
 //! | Sign / VerifySignature | pure ML-DSA of `digest` as the message, empty context | `digest` is PH(M), empty context |
 //! | SignDigest / VerifyDigestSignature | `digest` is μ itself (needs allowExternalMu; context must be empty) | `digest` is PH(M) with `context` |
 
-use vtpm_wire::consts::{TPM_ALG_HASH_MLDSA, TPM_ALG_MLDSA, TPM_ALG_NULL, TPM_RH_NULL};
-use vtpm_wire::pqc::{
-    TPMA_OBJECT_RESTRICTED, TPMA_OBJECT_SIGN, TPM_ALG_SHAKE256, TPM_RC_EXT_MU,
-    TPM_ST_DIGEST_VERIFIED, TPM_ST_VERIFIED,
+use vtpm_wire::consts::{
+    TPMA_OBJECT_RESTRICTED, TPMA_OBJECT_SIGN, TPM_ALG_SHAKE256, TPM_ST_DIGEST_VERIFIED,
+    TPM_ST_VERIFIED,
 };
+use vtpm_wire::consts::{TPM_ALG_HASH_MLDSA, TPM_ALG_MLDSA, TPM_ALG_NULL, TPM_RH_NULL};
 use vtpm_wire::ResponseCode;
 
 use super::{read_hashcheck, HashCheck};
 use crate::crypto::HashAlg;
 use crate::dispatch::{object, Command, Reply};
 use crate::object::{Kind, Object, Secret, MAX_DIGEST};
-use crate::pq::{mldsa_mu, MlDsaMessage, MlDsaSet, MLDSA_MAX_CONTEXT, MLDSA_MU_SIZE};
+use crate::pq::{mldsa_mu, MlDsa, MlDsaMessage, MLDSA_MAX_CONTEXT, MLDSA_MU_SIZE};
 use crate::rc::{self, AtNumber, TpmResult};
 use crate::unmarshal::{In, Out};
 use crate::Sim;
+use vtpm_wire::structures::MlDsaParameterSet;
 
 /// Largest ML-DSA signature (ML-DSA-87): the bound of TPM2B_SIGNATURE_MLDSA.
-const MAX_MLDSA_SIGNATURE: usize = 4627;
+const MAX_MLDSA_SIGNATURE: usize = MlDsaParameterSet::MlDsa87.signature_size();
 
 /// The signing scheme a TPMT_SIG_SCHEME asks for.
 enum Scheme {
@@ -71,7 +72,7 @@ fn read_signature<'a>(r: &mut In<'a>) -> TpmResult<SignatureIn<'a>> {
 
 /// A loaded ML-DSA or HashML-DSA key able to sign: TPM_RC_KEY for handle 1
 /// otherwise.
-fn signing_key(sim: &Sim, handle: u32) -> TpmResult<(&Object, MlDsaSet, [u8; 32])> {
+fn signing_key(sim: &Sim, handle: u32) -> TpmResult<(&Object, MlDsaParameterSet, [u8; 32])> {
     let object = object(sim, handle).ok_or(ResponseCode::HANDLE.with_handle(1))?;
     let set = object.public.kind.mldsa_set();
     match (set, &object.sensitive) {
@@ -85,7 +86,7 @@ fn signing_key(sim: &Sim, handle: u32) -> TpmResult<(&Object, MlDsaSet, [u8; 32]
 
 /// A loaded key able to verify: a non-signing key is TPM_RC_ATTRIBUTES for
 /// handle 1.
-fn verifying_key(sim: &Sim, handle: u32) -> TpmResult<(&Object, MlDsaSet)> {
+fn verifying_key(sim: &Sim, handle: u32) -> TpmResult<(&Object, MlDsaParameterSet)> {
     let object = object(sim, handle).ok_or(ResponseCode::HANDLE.with_handle(1))?;
     match object.public.kind.mldsa_set() {
         Some(set) if object.public.has(TPMA_OBJECT_SIGN) => Ok((object, set)),
@@ -122,7 +123,7 @@ fn write_signature(out: &mut Vec<u8>, kind: &Kind, signature: &[u8]) {
 
 fn sign_mu(
     sim: &mut Sim,
-    set: MlDsaSet,
+    set: MlDsaParameterSet,
     xi: &[u8; 32],
     mu: &[u8; MLDSA_MU_SIZE],
 ) -> TpmResult<Vec<u8>> {
@@ -204,7 +205,7 @@ fn digest_mu(
     match kind {
         Kind::MlDsa { external_mu, .. } => {
             if !external_mu {
-                return Err(TPM_RC_EXT_MU.with_handle(1));
+                return Err(vtpm_wire::ResponseCode::EXT_MU.with_handle(1));
             }
             // μ already binds the context, so a context here means nothing.
             if !context.is_empty() {
