@@ -35,18 +35,14 @@ fn rc(response: &[u8]) -> ResponseCode {
 }
 
 #[test]
-fn identity_buffer_and_no_canceller() {
+fn identity_and_buffer_size() {
     let b = backend();
     assert_eq!(b.name(), "sim");
     assert_eq!(b.buffer_size(), 8192);
-    assert!(
-        b.canceller().is_none(),
-        "the simulator runs commands synchronously"
-    );
     assert!(matches!(
         SimBackend::new(SimConfig {
             buffer_size: 1024,
-            rng_seed: None
+            ..SimConfig::default()
         }),
         Err(vtpm_sim::ConfigError::BufferTooSmall { .. })
     ));
@@ -170,4 +166,21 @@ fn state_round_trips_and_corruption_is_a_state_error() {
         b.restore_state(&state[..20]),
         Err(BackendError::State(_))
     ));
+}
+
+#[test]
+fn a_cancel_from_another_thread_makes_the_sim_command_answer_canceled_once() {
+    let mut b = backend();
+    run(b.as_mut(), &startup(0));
+    let canceller = b.canceller().expect("the simulator can cancel");
+    std::thread::spawn(move || canceller.cancel())
+        .join()
+        .unwrap()
+        .unwrap();
+    let template = PublicArea::mldsa(MlDsaParameterSet::MlDsa87);
+    let create = client::create_primary(TPM_RH_OWNER, b"", &template, b"");
+    assert_eq!(rc(&run(b.as_mut(), &create)), ResponseCode::CANCELED);
+    // The cancelled command loaded nothing, and the request is used up.
+    let key = client::parse_create_primary(&run(b.as_mut(), &create)).unwrap();
+    assert_eq!(key.handle, 0x8000_0000);
 }

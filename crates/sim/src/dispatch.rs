@@ -13,9 +13,10 @@ use vtpm_wire::consts::{
     TPM_ST_SESSIONS,
 };
 use vtpm_wire::{cc, error_response, Header, ResponseCode, HEADER_SIZE};
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::command;
-use crate::crypto::constant_time_eq;
+use crate::crypto::secrets_equal;
 use crate::object::{trim_auth, Object, MAX_DIGEST};
 use crate::pcr::PCR_COUNT;
 use crate::rc::{self, at_handle, at_session, AtNumber, TpmResult};
@@ -44,11 +45,11 @@ pub(crate) struct Command<'a> {
     pub(crate) params: In<'a>,
 }
 
-/// What a handler answers: an optional handle and the parameter bytes.
-#[derive(Default)]
+/// What a handler answers: an optional handle and the parameter bytes
+/// (which may carry a shared secret or random bytes: wiped when dropped).
 pub(crate) struct Reply {
     pub(crate) handle: Option<u32>,
-    pub(crate) params: Vec<u8>,
+    pub(crate) params: Zeroizing<Vec<u8>>,
 }
 
 pub(crate) type Handler = fn(&mut Sim, &mut Command<'_>, &mut Reply) -> TpmResult<()>;
@@ -247,23 +248,23 @@ const MIN_SESSION_SIZE: usize = 9;
 /// TPMA_SESSION continueSession, the only attribute a password session may carry.
 const CONTINUE_SESSION: u8 = 0x01;
 
-/// A password session from the authorization area.
+/// A password session from the authorization area; the password is wiped
+/// when the command ends.
 struct PasswordSession {
-    password: Vec<u8>,
-}
-
-impl Drop for PasswordSession {
-    fn drop(&mut self) {
-        zeroize::Zeroize::zeroize(&mut self.password);
-    }
+    password: Zeroizing<Vec<u8>>,
 }
 
 pub(crate) fn execute(sim: &mut Sim, locality: u8, command: &[u8], response: &mut Vec<u8>) {
-    response.clear();
+    // Wipes the whole capacity, not only the length: an earlier response
+    // (a shared secret, say) must not survive in a reallocation's old block.
+    response.zeroize();
     if let Err(code) = run(sim, locality, command, response) {
-        response.clear();
+        response.zeroize();
         response.extend_from_slice(&error_response(code));
     }
+    // A cancel request belongs to the command it met (or, when none was
+    // running, to this one): it ends with it.
+    sim.cancel.clear();
 }
 
 fn run(sim: &mut Sim, locality: u8, command: &[u8], response: &mut Vec<u8>) -> TpmResult<()> {
@@ -303,13 +304,19 @@ fn run(sim: &mut Sim, locality: u8, command: &[u8], response: &mut Vec<u8>) -> T
         check_handle(sim, *kind, handles[i], i)?;
     }
     authorize(sim, spec, &handles, header.tag, &sessions)?;
+    sim.cancel.check()?;
 
     let mut cmd = Command {
         locality,
         handles,
         params: body,
     };
-    let mut reply = Reply::default();
+    let mut reply = Reply {
+        handle: None,
+        // Sized for the largest answer, so it never reallocates and leaves
+        // no unwiped copy of a secret it carried.
+        params: Zeroizing::new(Vec::with_capacity(sim.buffer_size)),
+    };
     (spec.handler)(sim, &mut cmd, &mut reply)?;
     // Handlers check for leftover parameters before acting; this is the
     // backstop for a handler that takes no parameters at all.
@@ -486,7 +493,7 @@ fn authorize(
             return Err(at_session(ResponseCode::ATTRIBUTES, n));
         }
         let entity = auth_value(sim, handles[i])?;
-        if !constant_time_eq(&session.password, entity.value) {
+        if !secrets_equal(&session.password, entity.value) {
             let code = if entity.dictionary_protected {
                 ResponseCode::AUTH_FAIL
             } else {

@@ -11,9 +11,10 @@ use vtpm_wire::consts::{
     TPM_ALG_SYMCIPHER,
 };
 use vtpm_wire::ResponseCode;
-use zeroize::Zeroize;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use crate::crypto::{aes_cfb, constant_time_eq, HashAlg};
+use crate::cancel::CancelHandle;
+use crate::crypto::{aes_cfb, secrets_equal, HashAlg};
 use crate::pq::{MlDsa, MlKem, MLDSA_SEED_SIZE, MLKEM_SEED_SIZE};
 use crate::rc::{self, TpmResult};
 use crate::unmarshal::{In, Out};
@@ -303,8 +304,9 @@ impl Public {
     }
 }
 
-/// The private key of an object, always as the seed it is expanded from.
-#[derive(Clone)]
+/// The private key of an object, always as the seed it is expanded from;
+/// wiped when dropped.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub(crate) enum Secret {
     MlDsa([u8; MLDSA_SEED_SIZE]),
     MlKem([u8; MLKEM_SEED_SIZE]),
@@ -321,26 +323,15 @@ impl Secret {
     }
 }
 
-/// A TPMT_SENSITIVE.
-#[derive(Clone)]
+/// A TPMT_SENSITIVE; every field is wiped when it is dropped, and `Debug`
+/// prints nothing of it.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub(crate) struct Sensitive {
     /// authValue, trailing zeros removed.
     pub(crate) auth: Vec<u8>,
     /// seedValue: for a storage parent the seed that protects its children.
     pub(crate) seed_value: Vec<u8>,
     pub(crate) secret: Secret,
-}
-
-impl Drop for Sensitive {
-    fn drop(&mut self) {
-        self.auth.zeroize();
-        self.seed_value.zeroize();
-        match &mut self.secret {
-            Secret::MlDsa(s) => s.zeroize(),
-            Secret::MlKem(s) => s.zeroize(),
-            Secret::Aes(k) => k.zeroize(),
-        }
-    }
 }
 
 impl std::fmt::Debug for Sensitive {
@@ -350,9 +341,12 @@ impl std::fmt::Debug for Sensitive {
 }
 
 impl Sensitive {
-    /// The marshalled TPMT_SENSITIVE of an object of type `type_alg`.
-    pub(crate) fn to_bytes(&self, type_alg: u16) -> Vec<u8> {
-        let mut out = Vec::with_capacity(8 + 2 * MAX_DIGEST + MLKEM_SEED_SIZE);
+    /// The marshalled TPMT_SENSITIVE of an object of type `type_alg`, in a
+    /// buffer sized so that it never reallocates and wiped when dropped.
+    pub(crate) fn to_bytes(&self, type_alg: u16) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(Vec::with_capacity(
+            8 + self.auth.len() + self.seed_value.len() + self.secret.bytes().len(),
+        ));
         out.put_u16(type_alg);
         out.put_tpm2b(&self.auth);
         out.put_tpm2b(&self.seed_value);
@@ -366,8 +360,8 @@ impl Sensitive {
         if r.u16()? != public.kind.type_alg() {
             return Err(rc::BINDING);
         }
-        let auth = r.tpm2b(public.name_alg.size())?.to_vec();
-        let seed_value = r.tpm2b(MAX_DIGEST)?.to_vec();
+        let auth = Zeroizing::new(r.tpm2b(public.name_alg.size())?.to_vec());
+        let seed_value = Zeroizing::new(r.tpm2b(MAX_DIGEST)?.to_vec());
         let key = r.tpm2b(MLKEM_SEED_SIZE)?;
         let secret = match &public.kind {
             Kind::MlDsa { .. } | Kind::HashMlDsa { .. } => {
@@ -385,11 +379,17 @@ impl Sensitive {
             return Err(rc::BINDING);
         }
         Ok(Self {
-            auth,
-            seed_value,
+            auth: take(auth),
+            seed_value: take(seed_value),
             secret,
         })
     }
+}
+
+/// Moves a buffer out of its wrapper without copying its bytes (the
+/// wrapper is left empty).
+fn take(mut buffer: Zeroizing<Vec<u8>>) -> Vec<u8> {
+    std::mem::take(&mut *buffer)
 }
 
 impl Sensitive {
@@ -411,56 +411,69 @@ impl Sensitive {
 
 /// Removes the trailing zero bytes of an authorization value, as the TPM
 /// does before storing or comparing one.
-pub(crate) fn trim_auth(auth: &[u8]) -> Vec<u8> {
+pub(crate) fn trim_auth(auth: &[u8]) -> Zeroizing<Vec<u8>> {
     let end = auth.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-    auth[..end].to_vec()
+    Zeroizing::new(auth[..end].to_vec())
 }
 
 /// Where new key material comes from: a KDF over a primary seed (primary
 /// objects are reproducible) or the random generator (ordinary objects).
 pub(crate) trait KeySource {
-    fn take(&mut self, label: &[u8], len: usize) -> Vec<u8>;
+    /// `len` bytes of key material for `label`, wiped when dropped.
+    fn take(&mut self, label: &[u8], len: usize) -> Zeroizing<Vec<u8>>;
 }
 
 /// Fills in a new object's secrets from `source`, sets the public key in
-/// `public.unique`, and returns the sensitive area.
+/// `public.unique`, and returns the sensitive area. A cancel request stops
+/// it between steps with TPM_RC_CANCELED (the expansion of the public key
+/// is the long one).
 pub(crate) fn generate(
     public: &mut Public,
-    auth: Vec<u8>,
+    auth: Zeroizing<Vec<u8>>,
     source: &mut dyn KeySource,
-) -> Sensitive {
+    cancel: &CancelHandle,
+) -> TpmResult<Sensitive> {
     let seed_value =
         if public.child_protection().is_some() || matches!(public.kind, Kind::SymCipher { .. }) {
             source.take(b"SEED VALUE", public.name_alg.size())
         } else {
-            Vec::new()
+            Zeroizing::new(Vec::new())
         };
+    cancel.check()?;
     let secret = match &public.kind {
         Kind::MlDsa { set, .. } | Kind::HashMlDsa { set, .. } => {
-            let mut xi = [0u8; MLDSA_SEED_SIZE];
-            xi.copy_from_slice(&source.take(b"ML-DSA XI", MLDSA_SEED_SIZE));
-            public.unique = set.public_key(&xi);
-            Secret::MlDsa(xi)
+            // Filled in place, so no copy of ξ stays behind on the stack.
+            let mut secret = Secret::MlDsa([0; MLDSA_SEED_SIZE]);
+            if let Secret::MlDsa(xi) = &mut secret {
+                xi.copy_from_slice(&source.take(b"ML-DSA XI", MLDSA_SEED_SIZE));
+                cancel.check()?;
+                public.unique = set.public_key(xi);
+            }
+            secret
         }
         Kind::MlKem { set, .. } => {
-            let mut seed = [0u8; MLKEM_SEED_SIZE];
-            seed.copy_from_slice(&source.take(b"ML-KEM D Z", MLKEM_SEED_SIZE));
-            public.unique = set.public_key(&seed);
-            Secret::MlKem(seed)
+            let mut secret = Secret::MlKem([0; MLKEM_SEED_SIZE]);
+            if let Secret::MlKem(seed) = &mut secret {
+                seed.copy_from_slice(&source.take(b"ML-KEM D Z", MLKEM_SEED_SIZE));
+                cancel.check()?;
+                public.unique = set.public_key(seed);
+            }
+            secret
         }
         Kind::SymCipher { aes } => {
             let key = source.take(b"AES KEY", aes.key_bytes());
             // The unique value of a symmetric key commits to the key
             // without revealing it: H(obfuscation value ‖ key).
             public.unique = public.name_alg.digest(&[&seed_value, &key]);
-            Secret::Aes(key)
+            Secret::Aes(take(key))
         }
     };
-    Sensitive {
-        auth,
-        seed_value,
+    cancel.check()?;
+    Ok(Sensitive {
+        auth: take(auth),
+        seed_value: take(seed_value),
         secret,
-    }
+    })
 }
 
 /// The qualified name of an object named `name` under a parent whose
@@ -488,18 +501,32 @@ pub(crate) struct Object {
     pub(crate) sensitive: Option<Sensitive>,
 }
 
+impl Object {
+    /// A loaded object: its name and, under a parent with qualified name
+    /// `parent_qualified_name`, its qualified name.
+    pub(crate) fn new(
+        public: Public,
+        parent_qualified_name: &[u8],
+        hierarchy: u32,
+        sensitive: Option<Sensitive>,
+    ) -> Self {
+        let name = public.name();
+        let qualified_name = qualified_name(public.name_alg, parent_qualified_name, &name);
+        Self {
+            public,
+            name,
+            qualified_name,
+            hierarchy,
+            sensitive,
+        }
+    }
+}
+
 /// The symmetric key and HMAC key a storage parent derives from its
 /// seedValue to protect a child named `child_name`.
 struct ProtectionKeys {
-    symmetric: Vec<u8>,
-    integrity: Vec<u8>,
-}
-
-impl Drop for ProtectionKeys {
-    fn drop(&mut self) {
-        self.symmetric.zeroize();
-        self.integrity.zeroize();
-    }
+    symmetric: Zeroizing<Vec<u8>>,
+    integrity: Zeroizing<Vec<u8>>,
 }
 
 fn protection_keys(parent: &Object, child_name: &[u8]) -> Option<ProtectionKeys> {
@@ -522,7 +549,8 @@ pub(crate) fn wrap_private(
     let name = child.name();
     let keys = protection_keys(parent, &name)?;
     let plain = sensitive.to_bytes(child.kind.type_alg());
-    let mut encrypted = Vec::with_capacity(plain.len() + 2);
+    // Holds the plaintext until it is encrypted in place.
+    let mut encrypted = Zeroizing::new(Vec::with_capacity(plain.len() + 2));
     encrypted.put_tpm2b(&plain);
     if !aes_cfb(&keys.symmetric, &mut encrypted, true) {
         return None;
@@ -556,12 +584,11 @@ pub(crate) fn unwrap_private(
         .public
         .name_alg
         .hmac(&keys.integrity, &[encrypted, &name]);
-    if !constant_time_eq(integrity, &expected) {
+    if !secrets_equal(integrity, &expected) {
         return Err(ResponseCode::INTEGRITY);
     }
-    let mut plain = encrypted.to_vec();
+    let mut plain = Zeroizing::new(encrypted.to_vec());
     if !aes_cfb(&keys.symmetric, &mut plain, false) {
-        plain.zeroize();
         return Err(ResponseCode::FAILURE);
     }
     let result = (|| {
@@ -570,7 +597,6 @@ pub(crate) fn unwrap_private(
         r.done()?;
         Ok(sensitive)
     })();
-    plain.zeroize();
     // The integrity check passed, so a malformed inside means the blob was
     // made for a different public area by someone holding the parent's keys.
     result.map_err(|_: ResponseCode| rc::BINDING)
@@ -640,10 +666,77 @@ mod tests {
         );
     }
 
+    /// Key material that raises the cancel line once `label` is drawn,
+    /// as a cancel arriving in the middle of key generation would.
+    struct CancelAfter<'a> {
+        label: &'static [u8],
+        cancel: &'a CancelHandle,
+    }
+
+    impl KeySource for CancelAfter<'_> {
+        fn take(&mut self, label: &[u8], len: usize) -> Zeroizing<Vec<u8>> {
+            if label == self.label {
+                self.cancel.cancel();
+            }
+            Zeroizing::new(vec![7; len])
+        }
+    }
+
+    #[test]
+    fn a_cancel_during_key_generation_stops_it_before_the_public_key() {
+        use vtpm_wire::structures::{MlDsaParameterSet, MlKemParameterSet, PublicArea};
+        for (template, label) in [
+            (
+                PublicArea::mldsa(MlDsaParameterSet::MlDsa87),
+                &b"ML-DSA XI"[..],
+            ),
+            (
+                PublicArea::mlkem(MlKemParameterSet::MlKem1024),
+                b"ML-KEM D Z",
+            ),
+            (PublicArea::storage_parent(), b"SEED VALUE"),
+        ] {
+            let mut public = parse(&template.to_bytes()).unwrap();
+            let cancel = CancelHandle::default();
+            let mut source = CancelAfter {
+                label,
+                cancel: &cancel,
+            };
+            let result = generate(
+                &mut public,
+                Zeroizing::new(Vec::new()),
+                &mut source,
+                &cancel,
+            );
+            assert_eq!(result.err(), Some(ResponseCode::CANCELED));
+            assert!(public.unique.is_empty(), "no public key was expanded");
+            // Without a request the same generation completes.
+            let idle = CancelHandle::default();
+            let mut source = CancelAfter {
+                label: b"none",
+                cancel: &idle,
+            };
+            let sensitive =
+                generate(&mut public, Zeroizing::new(Vec::new()), &mut source, &idle).unwrap();
+            assert!(sensitive.is_bound_to(&public));
+        }
+    }
+
+    #[test]
+    fn debug_of_a_sensitive_area_prints_no_key_bytes() {
+        let sensitive = Sensitive {
+            auth: b"password".to_vec(),
+            seed_value: vec![0xAB; 32],
+            secret: Secret::MlDsa([0xCD; MLDSA_SEED_SIZE]),
+        };
+        let shown = format!("{sensitive:?}");
+        assert_eq!(shown, "Sensitive(..)");
+    }
+
     #[test]
     fn trailing_zeros_leave_auth_values() {
-        assert_eq!(trim_auth(b"ab\0\0"), b"ab");
-        assert_eq!(trim_auth(b"\0\0"), b"");
-        assert_eq!(trim_auth(b"a\0b"), b"a\0b");
+        assert_eq!(*trim_auth(b"ab\0\0"), b"ab");
+        assert_eq!(*trim_auth(b"\0\0"), b"");
+        assert_eq!(*trim_auth(b"a\0b"), b"a\0b");
     }
 }

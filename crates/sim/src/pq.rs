@@ -14,7 +14,11 @@ use shake::{ExtendableOutput, Shake256, Update, XofReader};
 use vtpm_wire::structures::{MlDsaParameterSet, MlKemParameterSet};
 use zeroize::Zeroizing;
 
+use vtpm_wire::ResponseCode;
+
+use crate::cancel::CancelHandle;
 use crate::crypto::{Drbg, HashAlg};
+use crate::rc::TpmResult;
 
 /// The last expanded ML-DSA signing key of each parameter set, with the
 /// seed it came from. Expanding ξ costs about a third of an ML-DSA-87
@@ -101,13 +105,17 @@ pub(crate) trait MlDsa: Copy {
     /// The encoded public key (pkEncode) generated from seed ξ.
     fn public_key(self, xi: &[u8; MLDSA_SEED_SIZE]) -> Vec<u8>;
     /// A hedged signature over the message representative `mu`.
+    /// TPM_RC_CANCELED when `cancel` is requested between expanding the key
+    /// and signing; TPM_RC_FAILURE only if rejection sampling gives up,
+    /// which FIPS 204's bound makes practically impossible.
     fn sign_mu(
         self,
         xi: &[u8; MLDSA_SEED_SIZE],
         mu: &[u8; MLDSA_MU_SIZE],
         rng: &mut Drbg,
         cache: &mut SigningKeyCache,
-    ) -> Option<Vec<u8>>;
+        cancel: &CancelHandle,
+    ) -> TpmResult<Vec<u8>>;
     /// Verifies `signature` over `mu` under the encoded public key `pk`.
     fn verify_mu(self, pk: &[u8], mu: &[u8; MLDSA_MU_SIZE], signature: &[u8]) -> bool;
 }
@@ -126,34 +134,35 @@ impl MlDsa for MlDsaParameterSet {
         }
     }
 
-    /// `None` only if rejection sampling gives up, which FIPS 204's bound
-    /// makes practically impossible.
     fn sign_mu(
         self,
         xi: &[u8; MLDSA_SEED_SIZE],
         mu: &[u8; MLDSA_MU_SIZE],
         rng: &mut Drbg,
         cache: &mut SigningKeyCache,
-    ) -> Option<Vec<u8>> {
+        cancel: &CancelHandle,
+    ) -> TpmResult<Vec<u8>> {
         fn run<P: CachedParams>(
             xi: &[u8; MLDSA_SEED_SIZE],
             mu: &[u8; MLDSA_MU_SIZE],
             rng: &mut Drbg,
             cache: &mut SigningKeyCache,
-        ) -> Option<Vec<u8>> {
+            cancel: &CancelHandle,
+        ) -> TpmResult<Vec<u8>> {
             let sk = cache.expanded::<P>(xi);
-            let sig = sk.sign_mu_randomized(&(*mu).into(), rng).ok()?;
-            Some(sig.encode().to_vec())
+            cancel.check()?;
+            let sig = sk
+                .sign_mu_randomized(&(*mu).into(), rng)
+                .map_err(|_| ResponseCode::FAILURE)?;
+            Ok(sig.encode().to_vec())
         }
         match self {
-            Self::MlDsa44 => run::<ml_dsa::MlDsa44>(xi, mu, rng, cache),
-            Self::MlDsa65 => run::<ml_dsa::MlDsa65>(xi, mu, rng, cache),
-            Self::MlDsa87 => run::<ml_dsa::MlDsa87>(xi, mu, rng, cache),
+            Self::MlDsa44 => run::<ml_dsa::MlDsa44>(xi, mu, rng, cache, cancel),
+            Self::MlDsa65 => run::<ml_dsa::MlDsa65>(xi, mu, rng, cache, cancel),
+            Self::MlDsa87 => run::<ml_dsa::MlDsa87>(xi, mu, rng, cache, cancel),
         }
     }
 
-    /// Verifies `signature` over `mu` under the encoded public key `pk`.
-    /// Wrong lengths and malformed signatures are simply invalid.
     fn verify_mu(self, pk: &[u8], mu: &[u8; MLDSA_MU_SIZE], signature: &[u8]) -> bool {
         fn run<P: MlDsaParams>(pk: &[u8], mu: &[u8; MLDSA_MU_SIZE], signature: &[u8]) -> bool {
             let Ok(encoded) = EncodedVerifyingKey::<P>::try_from(pk) else {
@@ -329,7 +338,13 @@ mod tests {
             )
             .unwrap();
             let sig = set
-                .sign_mu(&xi, &mu, &mut rng, &mut SigningKeyCache::default())
+                .sign_mu(
+                    &xi,
+                    &mu,
+                    &mut rng,
+                    &mut SigningKeyCache::default(),
+                    &CancelHandle::default(),
+                )
                 .unwrap();
             assert_eq!(sig.len(), set.signature_size());
             assert!(set.verify_mu(&pk, &mu, &sig));
@@ -358,7 +373,9 @@ mod tests {
                     message: &[round],
                 };
                 let mu = mldsa_mu(&pk, &message).unwrap();
-                let sig = set.sign_mu(&xi, &mu, &mut rng, &mut cache).unwrap();
+                let sig = set
+                    .sign_mu(&xi, &mu, &mut rng, &mut cache, &CancelHandle::default())
+                    .unwrap();
                 assert!(
                     set.verify_mu(&pk, &mu, &sig),
                     "{set:?} {xi:?} round {round}"
@@ -367,6 +384,19 @@ mod tests {
         }
         cache.clear();
         assert!(cache.mldsa87.is_none() && cache.mldsa44.is_none());
+    }
+
+    #[test]
+    fn a_cancel_request_stops_signing_after_the_key_expansion() {
+        let mut rng = Drbg::new(b"x");
+        let mut cache = SigningKeyCache::default();
+        let set = MlDsaParameterSet::MlDsa87;
+        let xi = [3u8; 32];
+        let cancel = CancelHandle::default();
+        cancel.cancel();
+        let result = set.sign_mu(&xi, &[0; 64], &mut rng, &mut cache, &cancel);
+        assert_eq!(result, Err(ResponseCode::CANCELED));
+        assert!(cache.mldsa87.is_some(), "the key was expanded first");
     }
 
     #[test]

@@ -248,7 +248,7 @@ fn buffer_size_is_validated() {
     assert_eq!(
         Sim::new(SimConfig {
             buffer_size: 4095,
-            rng_seed: None
+            ..SimConfig::default()
         })
         .unwrap_err(),
         ConfigError::BufferTooSmall {
@@ -259,13 +259,13 @@ fn buffer_size_is_validated() {
     assert!(matches!(
         Sim::new(SimConfig {
             buffer_size: 1 << 20,
-            rng_seed: None
+            ..SimConfig::default()
         }),
         Err(ConfigError::BufferTooLarge { .. })
     ));
     let sim = Sim::new(SimConfig {
         buffer_size: 4096,
-        rng_seed: None,
+        ..SimConfig::default()
     })
     .unwrap();
     assert_eq!(sim.buffer_size(), 4096);

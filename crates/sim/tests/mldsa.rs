@@ -371,6 +371,7 @@ fn mldsa_87_sign_digest_response_needs_more_than_4096_bytes() {
     let mut small = vtpm_sim::Sim::new(vtpm_sim::SimConfig {
         buffer_size: 4096,
         rng_seed: Some([1; 32]),
+        ..vtpm_sim::SimConfig::default()
     })
     .unwrap();
     exec(&mut small, &vtpm_client::startup(0));

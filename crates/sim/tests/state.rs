@@ -5,7 +5,7 @@ mod common;
 use common::{exec, primary, rc, sim_with_seed, started};
 use vtpm_client as client;
 use vtpm_client::{parse_pcr_read, pcr_extend_sha256, pcr_read, startup};
-use vtpm_sim::{Sim, SimConfig, StateError};
+use vtpm_sim::{Sim, SimConfig, StateError, StateKey};
 use vtpm_wire::consts::{TPM_ALG_SHA256, TPM_RH_OWNER};
 use vtpm_wire::structures::{MlDsaParameterSet, MlKemParameterSet, PublicArea};
 use vtpm_wire::ResponseCode;
@@ -83,12 +83,13 @@ fn corrupted_blobs_are_errors_and_change_nothing() {
     let blob = sim.save_state();
     let before = parse_pcr_read(&exec(&mut sim, &pcr_read(TPM_ALG_SHA256, &[3]))).unwrap();
 
-    let mut flipped = blob.clone();
+    let mut flipped = blob.to_vec();
     flipped[blob.len() / 2] ^= 0x01;
     assert_eq!(sim.restore_state(&flipped), Err(StateError::Checksum));
+    // The framing's CRC-32 covers the whole blob, so a cut blob fails it.
     assert_eq!(
         sim.restore_state(&blob[..blob.len() - 10]),
-        Err(StateError::Truncated)
+        Err(StateError::Checksum)
     );
     assert_eq!(
         sim.restore_state(b"not a blob at all"),
@@ -180,4 +181,90 @@ fn a_version_1_blob_still_loads_with_its_keys_pcrs_and_passwords() {
     let resumed = parse_pcr_read(&exec(&mut sim, &pcr_read(TPM_ALG_SHA256, &[9]))).unwrap();
     assert_eq!(resumed.digests, pcr9.digests);
     assert_ne!(pcr9.digests[0], [0; 32]);
+}
+
+/// Defect 12: a blob whose ML-DSA seed was altered and which was then
+/// sealed again (here a version-1 blob, whose SHA-256 anyone can
+/// recompute) used to restore, sign, and fail every verification.
+#[test]
+fn a_resealed_blob_whose_private_key_does_not_match_its_public_area_is_refused() {
+    use sha2::{Digest, Sha256};
+    // The first object's TPMT_SENSITIVE: TPM_ALG_MLDSA, authValue "k", no
+    // seedValue, then the 32-byte ξ.
+    let marker = [0x00, 0xA1, 0x00, 0x01, b'k', 0x00, 0x00, 0x00, 0x20];
+    let at = STATE_V1
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .expect("the first key's sensitive area")
+        + marker.len();
+    let mut forged = STATE_V1.to_vec();
+    forged[at] ^= 0x01;
+    let end = forged.len() - 32;
+    let checksum = Sha256::digest(&forged[..end]);
+    forged[end..].copy_from_slice(&checksum);
+
+    let mut sim = sim_with_seed(3);
+    let before = sim.save_state();
+    assert_eq!(
+        sim.restore_state(&forged),
+        Err(StateError::Binding { slot: 0 })
+    );
+    assert!(StateError::Binding { slot: 0 }
+        .to_string()
+        .contains("TPM_RC_BINDING"));
+    // Nothing changed.
+    assert_eq!(sim.save_state(), before);
+}
+
+fn keyed(key: u8) -> SimConfig {
+    SimConfig {
+        rng_seed: Some([key; 32]),
+        state_key: Some(StateKey::new([key; 32])),
+        ..SimConfig::default()
+    }
+}
+
+#[test]
+fn a_blob_sealed_with_a_state_key_restores_only_under_that_key() {
+    let mut source = Sim::new(keyed(1)).unwrap();
+    exec(&mut source, &startup(0));
+    exec(&mut source, &pcr_extend_sha256(4, &[4; 32]));
+    let blob = source.save_state();
+
+    let mut same_key = Sim::new(keyed(1)).unwrap();
+    same_key.restore_state(&blob).unwrap();
+    assert_eq!(
+        exec(&mut same_key, &pcr_read(TPM_ALG_SHA256, &[4])),
+        exec(&mut source, &pcr_read(TPM_ALG_SHA256, &[4]))
+    );
+    let mut other_key = Sim::new(keyed(2)).unwrap();
+    assert_eq!(
+        other_key.restore_state(&blob),
+        Err(StateError::Authentication)
+    );
+    assert_eq!(
+        sim_with_seed(1).restore_state(&blob),
+        Err(StateError::StateKeyRequired)
+    );
+    // Blobs made without the key (the default key, or version 1 with no
+    // MAC at all) could be forged by anyone who can write them.
+    let unkeyed = sim_with_seed(1).save_state();
+    assert_eq!(
+        same_key.restore_state(&unkeyed),
+        Err(StateError::NotSealedWithStateKey)
+    );
+    assert_eq!(
+        same_key.restore_state(STATE_V1),
+        Err(StateError::NotSealedWithStateKey)
+    );
+}
+
+#[test]
+fn a_blob_saved_and_restored_under_the_default_key_moves_between_simulators() {
+    let mut source = started();
+    exec(&mut source, &pcr_extend_sha256(5, &[5; 32]));
+    let blob = source.save_state();
+    let mut destination = Sim::new(SimConfig::default()).unwrap();
+    destination.restore_state(&blob).unwrap();
+    assert_eq!(destination.save_state(), blob);
 }

@@ -10,6 +10,7 @@ use crate::rc::{AtNumber, TpmResult};
 use crate::unmarshal::Out;
 use crate::Sim;
 use vtpm_wire::structures::MlKemParameterSet;
+use zeroize::Zeroizing;
 
 /// Largest ML-KEM ciphertext (ML-KEM-1024): the bound of TPM2B_KEM_CIPHERTEXT.
 const MAX_CIPHERTEXT: usize = MlKemParameterSet::MlKem1024.ciphertext_size();
@@ -36,13 +37,12 @@ pub(crate) fn encapsulate(
     cmd.params.done()?;
     let (key, set) = kem_key(sim, cmd.handles[0])?;
     let public_key = key.public.unique.clone();
-    let mut randomness: [u8; 32] = sim.rng.array();
-    let result = set.encapsulate(&public_key, &randomness);
-    zeroize::Zeroize::zeroize(&mut randomness);
-    let (mut shared_secret, ciphertext) = result.ok_or(ResponseCode::FAILURE)?;
+    let randomness = Zeroizing::new(sim.rng.array::<32>());
+    let (shared_secret, ciphertext) = set
+        .encapsulate(&public_key, &randomness)
+        .ok_or(ResponseCode::FAILURE)?;
     reply.params.put_tpm2b(&shared_secret);
     reply.params.put_tpm2b(&ciphertext);
-    zeroize::Zeroize::zeroize(&mut shared_secret);
     Ok(())
 }
 
@@ -64,10 +64,9 @@ pub(crate) fn decapsulate(
     if ciphertext.len() != set.ciphertext_size() {
         return Err(ResponseCode::SIZE.with_parameter(1));
     }
-    let mut shared_secret = set
+    let shared_secret = set
         .decapsulate(seed, ciphertext)
         .ok_or(ResponseCode::SIZE.with_parameter(1))?;
     reply.params.put_tpm2b(&shared_secret);
-    zeroize::Zeroize::zeroize(&mut shared_secret);
     Ok(())
 }

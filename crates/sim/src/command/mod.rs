@@ -110,6 +110,6 @@ impl HashCheck<'_> {
             &sim.proof(self.hierarchy),
             &[&vtpm_wire::consts::TPM_ST_HASHCHECK.to_be_bytes(), digest],
         );
-        crate::crypto::constant_time_eq(&expected, self.digest)
+        crate::crypto::secrets_equal(&expected, self.digest)
     }
 }
