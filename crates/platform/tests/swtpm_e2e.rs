@@ -528,6 +528,9 @@ fn cancel_during_a_slow_create_primary_completes_the_command() {
             eprintln!(
                 "CreatePrimary after CTRL_CANCEL: {code}; the cancel write took {cancel_took:?}"
             );
+            // swtpm decides by itself whether the cancel came in time, so
+            // either answer is right here; tests/cancel.rs checks
+            // TPM_RC_CANCELED deterministically with the simulator.
             assert!(
                 code == ResponseCode::SUCCESS || code == ResponseCode::CANCELED,
                 "CreatePrimary answered {code}"
