@@ -316,16 +316,19 @@ impl Sim {
     }
 
     /// The whole state as a versioned blob: seeds, authorization values,
-    /// the established flag, the Shutdown(STATE) record and, while the TPM
-    /// is started, the PCRs and the loaded objects. The random generator's
-    /// state is not included; a restored simulator reseeds.
+    /// the established flag, the Shutdown(STATE) record, the PCRs and the
+    /// loaded objects, sealed with an HMAC under the configured state key
+    /// (or the default key). The random generator's state is not included;
+    /// a restored simulator reseeds. The buffer is wiped when dropped.
     pub fn save_state(&self) -> Zeroizing<Vec<u8>> {
         state::save(self)
     }
 
-    /// Replaces the whole state with a blob from [`Sim::save_state`]. A
-    /// corrupted, truncated or foreign blob is an error and leaves the
-    /// simulator unchanged.
+    /// Replaces the whole state with a blob from [`Sim::save_state`] (this
+    /// version or version 1). A corrupted, truncated, foreign or
+    /// unauthenticated blob, or one whose objects fail TPM2_Load's checks
+    /// (a private key that does not produce its public key), is an error
+    /// and leaves the simulator unchanged.
     pub fn restore_state(&mut self, blob: &[u8]) -> Result<(), StateError> {
         self.signing_keys.clear();
         state::restore(self, blob)
