@@ -125,7 +125,7 @@ pub enum StateError {
     #[error("state blob checksum mismatch (corrupted)")]
     Checksum,
     /// The framing is broken in another way.
-    #[error("state blob framing: {0}")]
+    #[error("state blob framing is broken")]
     Frame(#[source] FrameError),
     /// The MAC does not match: the blob was altered, or sealed with another key.
     #[error("state blob authentication failed (altered, or sealed with another state key)")]
