@@ -19,7 +19,7 @@ use crate::command;
 use crate::crypto::secrets_equal;
 use crate::object::{trim_auth, Object, MAX_DIGEST};
 use crate::pcr::PCR_COUNT;
-use crate::rc::{self, at_handle, at_session, AtNumber, TpmResult};
+use crate::rc::{at_handle, at_session, AtNumber, TpmResult};
 use crate::unmarshal::{In, Out};
 use crate::{Sim, TRANSIENT_FIRST, TRANSIENT_SLOTS};
 
@@ -373,14 +373,16 @@ fn parse_sessions(body: &mut In<'_>) -> TpmResult<Vec<PasswordSession>> {
         match handle {
             TPM_RS_PW => {
                 if !nonce.is_empty() {
-                    return Err(at_session(rc::NONCE, n));
+                    return Err(at_session(ResponseCode::NONCE, n));
                 }
                 if attributes & !CONTINUE_SESSION != 0 {
                     return Err(at_session(ResponseCode::ATTRIBUTES, n));
                 }
             }
             h if matches!(h >> 24, 0x02 | 0x03) => {
-                return Err(ResponseCode(rc::REFERENCE_S0.0 + u32::from(n - 1)));
+                return Err(ResponseCode(
+                    ResponseCode::REFERENCE_S0.0 + u32::from(n - 1),
+                ));
             }
             _ => return Err(at_session(ResponseCode::VALUE, n)),
         }
@@ -408,7 +410,7 @@ fn check_handle(sim: &Sim, kind: HandleKind, handle: u32, index: usize) -> TpmRe
         HandleKind::Object => match handle >> 24 {
             0x80 => {
                 if object(sim, handle).is_none() {
-                    return Err(ResponseCode(rc::REFERENCE_H0.0 + index as u32));
+                    return Err(ResponseCode(ResponseCode::REFERENCE_H0.0 + index as u32));
                 }
                 true
             }

@@ -16,7 +16,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 use crate::cancel::CancelHandle;
 use crate::crypto::{aes_cfb, secrets_equal, HashAlg};
 use crate::pq::{MlDsa, MlKem, MLDSA_SEED_SIZE, MLKEM_SEED_SIZE};
-use crate::rc::{self, TpmResult};
+use crate::rc::TpmResult;
 use crate::unmarshal::{In, Out};
 use vtpm_wire::structures::{MlDsaParameterSet, MlKemParameterSet};
 
@@ -54,14 +54,14 @@ impl AesCfb {
             return Ok(None);
         }
         if algorithm != TPM_ALG_AES {
-            return Err(rc::SYMMETRIC);
+            return Err(ResponseCode::SYMMETRIC);
         }
         let key_bits = r.u16()?;
         if key_bits != 128 && key_bits != 256 {
-            return Err(rc::KEY_SIZE);
+            return Err(ResponseCode::KEY_SIZE);
         }
         if r.u16()? != TPM_ALG_CFB {
-            return Err(rc::MODE);
+            return Err(ResponseCode::MODE);
         }
         Ok(Some(Self { key_bits }))
     }
@@ -148,7 +148,7 @@ impl Public {
         let name_alg = HashAlg::from_alg(r.u16()?).ok_or(ResponseCode::HASH)?;
         let attributes = r.u32()?;
         if attributes & RESERVED_ATTRIBUTES != 0 {
-            return Err(rc::RESERVED_BITS);
+            return Err(ResponseCode::RESERVED_BITS);
         }
         let auth_policy = r.tpm2b(MAX_DIGEST)?.to_vec();
         let kind = match type_alg {
@@ -173,7 +173,7 @@ impl Public {
                 Kind::MlKem { set, symmetric }
             }
             _ => Kind::SymCipher {
-                aes: AesCfb::read(r, false)?.ok_or(rc::SYMMETRIC)?,
+                aes: AesCfb::read(r, false)?.ok_or(ResponseCode::SYMMETRIC)?,
             },
         };
         let unique = r.tpm2b(kind.max_unique())?.to_vec();
@@ -272,7 +272,7 @@ impl Public {
                     return Err(ResponseCode::ATTRIBUTES);
                 }
                 if restricted != symmetric.is_some() {
-                    return Err(rc::SYMMETRIC);
+                    return Err(ResponseCode::SYMMETRIC);
                 }
             }
             Kind::SymCipher { .. } => {
@@ -358,25 +358,27 @@ impl Sensitive {
     /// TPM_RC_BINDING or a size code.
     pub(crate) fn read(r: &mut In<'_>, public: &Public) -> TpmResult<Self> {
         if r.u16()? != public.kind.type_alg() {
-            return Err(rc::BINDING);
+            return Err(ResponseCode::BINDING);
         }
         let auth = Zeroizing::new(r.tpm2b(public.name_alg.size())?.to_vec());
         let seed_value = Zeroizing::new(r.tpm2b(MAX_DIGEST)?.to_vec());
         let key = r.tpm2b(MLKEM_SEED_SIZE)?;
         let secret = match &public.kind {
             Kind::MlDsa { .. } | Kind::HashMlDsa { .. } => {
-                Secret::MlDsa(key.try_into().map_err(|_| rc::KEY_SIZE)?)
+                Secret::MlDsa(key.try_into().map_err(|_| ResponseCode::KEY_SIZE)?)
             }
-            Kind::MlKem { .. } => Secret::MlKem(key.try_into().map_err(|_| rc::KEY_SIZE)?),
+            Kind::MlKem { .. } => {
+                Secret::MlKem(key.try_into().map_err(|_| ResponseCode::KEY_SIZE)?)
+            }
             Kind::SymCipher { aes } => {
                 if key.len() != aes.key_bytes() {
-                    return Err(rc::KEY_SIZE);
+                    return Err(ResponseCode::KEY_SIZE);
                 }
                 Secret::Aes(key.to_vec())
             }
         };
         if public.child_protection().is_some() && seed_value.len() != public.name_alg.size() {
-            return Err(rc::BINDING);
+            return Err(ResponseCode::BINDING);
         }
         Ok(Self {
             auth: take(auth),
@@ -599,7 +601,7 @@ pub(crate) fn unwrap_private(
     })();
     // The integrity check passed, so a malformed inside means the blob was
     // made for a different public area by someone holding the parent's keys.
-    result.map_err(|_: ResponseCode| rc::BINDING)
+    result.map_err(|_: ResponseCode| ResponseCode::BINDING)
 }
 
 #[cfg(test)]
@@ -646,7 +648,7 @@ mod tests {
         assert_eq!(parse(&t), Err(ResponseCode::HASH));
         let mut t = good.clone();
         t[7] |= 1;
-        assert_eq!(parse(&t), Err(rc::RESERVED_BITS));
+        assert_eq!(parse(&t), Err(ResponseCode::RESERVED_BITS));
         let mut t = good.clone();
         t[11] = 9;
         assert_eq!(parse(&t), Err(vtpm_wire::ResponseCode::PARMS));

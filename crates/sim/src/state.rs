@@ -509,7 +509,7 @@ fn object_from(part: ObjectParts<'_>) -> Result<Object, StateError> {
     } else {
         let mut r = In::new(part.sensitive);
         let sensitive = Sensitive::read(&mut r, &public).map_err(|code| {
-            if code == crate::rc::BINDING {
+            if code == ResponseCode::BINDING {
                 StateError::Binding { slot }
             } else {
                 StateError::Malformed("sensitive area")

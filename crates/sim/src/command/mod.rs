@@ -87,7 +87,7 @@ pub(crate) struct HashCheck<'a> {
 /// TPM_RC_VALUE.
 pub(crate) fn read_hashcheck<'a>(r: &mut In<'a>) -> TpmResult<HashCheck<'a>> {
     if r.u16()? != vtpm_wire::consts::TPM_ST_HASHCHECK {
-        return Err(crate::rc::TAG);
+        return Err(ResponseCode::TAG);
     }
     let hierarchy = r.u32()?;
     if !is_hierarchy(hierarchy) {

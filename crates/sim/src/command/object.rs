@@ -253,7 +253,7 @@ pub(crate) fn load(sim: &mut Sim, cmd: &mut Command<'_>, reply: &mut Reply) -> T
     }
     let sensitive = unwrap_private(parent, &public, private).param(1)?;
     if !sensitive.is_bound_to(&public) {
-        return Err(crate::rc::BINDING.with_parameter(2));
+        return Err(ResponseCode::BINDING.with_parameter(2));
     }
     let object = Object::new(
         public,

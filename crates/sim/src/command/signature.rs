@@ -20,7 +20,7 @@ use crate::crypto::HashAlg;
 use crate::dispatch::{object, Command, Reply};
 use crate::object::{Kind, Object, Secret, MAX_DIGEST};
 use crate::pq::{mldsa_mu, MlDsa, MlDsaMessage, MLDSA_MAX_CONTEXT, MLDSA_MU_SIZE, MLDSA_SEED_SIZE};
-use crate::rc::{self, AtNumber, TpmResult};
+use crate::rc::{AtNumber, TpmResult};
 use crate::unmarshal::{In, Out};
 use crate::Sim;
 use vtpm_wire::structures::MlDsaParameterSet;
@@ -142,7 +142,7 @@ fn check_restriction(
     if key.public.has(TPMA_OBJECT_RESTRICTED)
         && !ticket.vouches_for(sim, key.public.name_alg, digest)
     {
-        return Err(rc::TICKET.with_parameter(ticket_param));
+        return Err(ResponseCode::TICKET.with_parameter(ticket_param));
     }
     Ok(())
 }
