@@ -7,7 +7,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use vtpm_sim::{Sim, SimConfig};
-use vtpm_wire::commands::startup;
+use vtpm_client::startup;
 use vtpm_wire::consts::TPM_SU_CLEAR;
 use vtpm_wire::Header;
 

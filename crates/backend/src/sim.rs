@@ -1,28 +1,30 @@
 //! The embedded software TPM ([`vtpm_sim`]) as a backend.
 //!
 //! The simulator runs in the worker's thread and executes each command
-//! synchronously, to completion, inside [`Backend::execute`]. There is
-//! therefore nothing to cancel: [`Backend::canceller`] returns `None`, and a
-//! device's cancel request simply finds the command already answered.
+//! synchronously inside [`Backend::execute`]. [`Backend::canceller`] hands
+//! out the simulator's cancel line ([`vtpm_sim::CancelHandle`]): a cancel
+//! from another thread makes the running command (or, when none runs, the
+//! next one) answer TPM_RC_CANCELED at its next check — before its handler
+//! starts, or between the steps of key generation and signing.
 //!
 //! ```
 //! use vtpm_backend::sim::SimBackend;
 //! use vtpm_backend::Backend;
 //! use vtpm_sim::SimConfig;
-//! use vtpm_wire::commands::startup;
+//! use vtpm_client::startup;
 //!
 //! let mut backend = SimBackend::new(SimConfig::default())?;
 //! let mut response = Vec::new();
 //! backend.execute(0, &startup(0), &mut response)?;
 //! assert_eq!(response, [0x80, 0x01, 0, 0, 0, 0x0A, 0, 0, 0, 0]);
 //! assert_eq!(backend.buffer_size(), 8192);
-//! assert!(backend.canceller().is_none());
+//! assert!(backend.canceller().is_some());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 use std::sync::Arc;
 
-use vtpm_sim::Sim;
+use vtpm_sim::{CancelHandle, Sim};
 pub use vtpm_sim::{ConfigError, SimConfig};
 
 use crate::{Backend, BackendError, Cancel};
@@ -79,10 +81,9 @@ impl Backend for SimBackend {
         Ok(())
     }
 
-    /// Always `None`: commands run synchronously and are complete before a
-    /// cancel could arrive.
+    /// The simulator's cancel line.
     fn canceller(&self) -> Option<Arc<dyn Cancel>> {
-        None
+        Some(Arc::new(SimCanceller(self.sim.canceller())))
     }
 
     fn established(&mut self) -> Result<bool, BackendError> {
@@ -101,12 +102,25 @@ impl Backend for SimBackend {
     }
 
     fn save_state(&mut self) -> Result<Vec<u8>, BackendError> {
-        Ok(self.sim.save_state())
+        // Moved out of its wiping wrapper without a copy: the trait hands
+        // the one buffer to the caller.
+        Ok(std::mem::take(&mut *self.sim.save_state()))
     }
 
     fn restore_state(&mut self, state: &[u8]) -> Result<(), BackendError> {
         self.sim
             .restore_state(state)
             .map_err(|e| BackendError::State(e.to_string()))
+    }
+}
+
+/// [`Cancel`] for a [`SimBackend`]: raises the simulator's cancel line.
+#[derive(Debug)]
+struct SimCanceller(CancelHandle);
+
+impl Cancel for SimCanceller {
+    fn cancel(&self) -> Result<(), BackendError> {
+        self.0.cancel();
+        Ok(())
     }
 }

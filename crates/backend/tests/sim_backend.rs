@@ -2,12 +2,13 @@
 
 use vtpm_backend::sim::SimBackend;
 use vtpm_backend::{Backend, BackendError};
-use vtpm_sim::SimConfig;
-use vtpm_wire::commands::{
+use vtpm_client as client;
+use vtpm_client::{
     padded_get_random, parse_pcr_read, pcr_extend_sha256, pcr_read, startup, Response,
 };
+use vtpm_sim::SimConfig;
 use vtpm_wire::consts::{TPM_ALG_SHA256, TPM_RH_OWNER};
-use vtpm_wire::pqc::{self, MlDsaParameterSet, MlKemParameterSet, PublicArea};
+use vtpm_wire::structures::{MlDsaParameterSet, MlKemParameterSet, PublicArea};
 use vtpm_wire::ResponseCode;
 
 fn backend() -> Box<dyn Backend> {
@@ -34,18 +35,14 @@ fn rc(response: &[u8]) -> ResponseCode {
 }
 
 #[test]
-fn identity_buffer_and_no_canceller() {
+fn identity_and_buffer_size() {
     let b = backend();
     assert_eq!(b.name(), "sim");
     assert_eq!(b.buffer_size(), 8192);
-    assert!(
-        b.canceller().is_none(),
-        "the simulator runs commands synchronously"
-    );
     assert!(matches!(
         SimBackend::new(SimConfig {
             buffer_size: 1024,
-            rng_seed: None
+            ..SimConfig::default()
         }),
         Err(vtpm_sim::ConfigError::BufferTooSmall { .. })
     ));
@@ -77,9 +74,9 @@ fn commands_up_to_the_buffer_are_answered_and_larger_ones_refused() {
 fn pqc_workload_through_the_backend() {
     let mut b = backend();
     run(b.as_mut(), &startup(0));
-    let key = pqc::parse_create_primary(&run(
+    let key = client::parse_create_primary(&run(
         b.as_mut(),
-        &pqc::create_primary(
+        &client::create_primary(
             TPM_RH_OWNER,
             b"",
             &PublicArea::mldsa(MlDsaParameterSet::MlDsa87).with_external_mu(),
@@ -89,19 +86,19 @@ fn pqc_workload_through_the_backend() {
     .unwrap();
     let response = run(
         b.as_mut(),
-        &pqc::sign_digest(key.handle, b"", b"", &[7; 64]),
+        &client::sign_digest(key.handle, b"", b"", &[7; 64]),
     );
     assert_eq!(response.len(), 4650, "larger than a 4 KiB CRB window");
-    let signature = pqc::parse_sign(&response).unwrap();
-    pqc::parse_verify(&run(
+    let signature = client::parse_sign(&response).unwrap();
+    client::parse_verify(&run(
         b.as_mut(),
-        &pqc::verify_digest_signature(key.handle, b"", &[7; 64], &signature),
+        &client::verify_digest_signature(key.handle, b"", &[7; 64], &signature),
     ))
     .unwrap();
 
-    let kem = pqc::parse_create_primary(&run(
+    let kem = client::parse_create_primary(&run(
         b.as_mut(),
-        &pqc::create_primary(
+        &client::create_primary(
             TPM_RH_OWNER,
             b"",
             &PublicArea::mlkem(MlKemParameterSet::MlKem1024),
@@ -109,10 +106,11 @@ fn pqc_workload_through_the_backend() {
         ),
     ))
     .unwrap();
-    let out = pqc::parse_encapsulate(&run(b.as_mut(), &pqc::encapsulate(kem.handle))).unwrap();
-    let secret = pqc::parse_decapsulate(&run(
+    let out =
+        client::parse_encapsulate(&run(b.as_mut(), &client::encapsulate(kem.handle))).unwrap();
+    let secret = client::parse_decapsulate(&run(
         b.as_mut(),
-        &pqc::decapsulate(kem.handle, b"", &out.ciphertext),
+        &client::decapsulate(kem.handle, b"", &out.ciphertext),
     ))
     .unwrap();
     assert_eq!(secret, out.shared_secret);
@@ -171,4 +169,21 @@ fn state_round_trips_and_corruption_is_a_state_error() {
         b.restore_state(&state[..20]),
         Err(BackendError::State(_))
     ));
+}
+
+#[test]
+fn a_cancel_from_another_thread_makes_the_sim_command_answer_canceled_once() {
+    let mut b = backend();
+    run(b.as_mut(), &startup(0));
+    let canceller = b.canceller().expect("the simulator can cancel");
+    std::thread::spawn(move || canceller.cancel())
+        .join()
+        .unwrap()
+        .unwrap();
+    let template = PublicArea::mldsa(MlDsaParameterSet::MlDsa87);
+    let create = client::create_primary(TPM_RH_OWNER, b"", &template, b"");
+    assert_eq!(rc(&run(b.as_mut(), &create)), ResponseCode::CANCELED);
+    // The cancelled command loaded nothing, and the request is used up.
+    let key = client::parse_create_primary(&run(b.as_mut(), &create)).unwrap();
+    assert_eq!(key.handle, 0x8000_0000);
 }

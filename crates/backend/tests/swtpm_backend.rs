@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use vtpm_backend::swtpm::ctrl::cap;
 use vtpm_backend::swtpm::{DataChannel, SavedState, SwtpmBackend, SwtpmConfig, SwtpmProcess};
 use vtpm_backend::{Backend, BackendError};
-use vtpm_wire::{cc, commands, consts, CommandBuilder, Header, ResponseCode};
+use vtpm_client as client;
+use vtpm_wire::{cc, consts, CommandBuilder, Header, ResponseCode};
 
 fn spawn() -> SwtpmBackend {
     SwtpmBackend::spawn(SwtpmConfig::default()).expect("swtpm backend starts")
@@ -28,7 +29,7 @@ fn run(tpm: &mut SwtpmBackend, locality: u8, command: &[u8]) -> Vec<u8> {
 
 fn started() -> SwtpmBackend {
     let mut tpm = spawn();
-    let rsp = run(&mut tpm, 0, &commands::startup(consts::TPM_SU_CLEAR));
+    let rsp = run(&mut tpm, 0, &client::startup(consts::TPM_SU_CLEAR));
     assert_eq!(rsp, [0x80, 0x01, 0, 0, 0, 0x0A, 0, 0, 0, 0]);
     tpm
 }
@@ -64,8 +65,8 @@ fn flush(handle: u32) -> Vec<u8> {
 }
 
 fn pcr16(tpm: &mut SwtpmBackend) -> Vec<u8> {
-    let rsp = run(tpm, 0, &commands::pcr_read(consts::TPM_ALG_SHA256, &[16]));
-    let out = commands::parse_pcr_read(&rsp).expect("PCR_Read answer");
+    let rsp = run(tpm, 0, &client::pcr_read(consts::TPM_ALG_SHA256, &[16]));
+    let out = client::parse_pcr_read(&rsp).expect("PCR_Read answer");
     out.digests.into_iter().next().expect("one digest")
 }
 
@@ -76,8 +77,8 @@ fn startup_then_get_random() {
     assert_eq!(tpm.buffer_size(), 4096);
     let sizes = tpm.buffer_sizes();
     assert!(sizes.min <= sizes.max && sizes.in_use <= sizes.max);
-    let rsp = run(&mut tpm, 0, &commands::get_random(16));
-    assert_eq!(commands::parse_get_random(&rsp).unwrap().len(), 16);
+    let rsp = run(&mut tpm, 0, &client::get_random(16));
+    assert_eq!(client::parse_get_random(&rsp).unwrap().len(), 16);
 }
 
 #[test]
@@ -86,13 +87,13 @@ fn a_full_buffer_command_arrives_whole() {
     // Trailing bytes are TPM_RC_SIZE; a truncated command would be
     // TPM_RC_COMMAND_SIZE.
     for size in [3969, 4096] {
-        let rsp = run(&mut tpm, 0, &commands::padded_get_random(size));
+        let rsp = run(&mut tpm, 0, &client::padded_get_random(size));
         assert_eq!(rsp.len(), 10);
         assert_eq!(rc(&rsp).0, 0x095, "size {size}");
     }
     // One byte more is refused before anything is sent...
     let mut rsp = Vec::new();
-    match tpm.execute(0, &commands::padded_get_random(4097), &mut rsp) {
+    match tpm.execute(0, &client::padded_get_random(4097), &mut rsp) {
         Err(BackendError::CommandTooLarge {
             size: 4097,
             max: 4096,
@@ -100,22 +101,22 @@ fn a_full_buffer_command_arrives_whole() {
         other => panic!("expected CommandTooLarge, got {other:?}"),
     }
     // ... so the stream is still in step.
-    let rsp = run(&mut tpm, 0, &commands::get_random(8));
-    assert_eq!(commands::parse_get_random(&rsp).unwrap().len(), 8);
+    let rsp = run(&mut tpm, 0, &client::get_random(8));
+    assert_eq!(client::parse_get_random(&rsp).unwrap().len(), 8);
 }
 
 #[test]
 fn a_lying_header_is_answered_without_reaching_swtpm() {
     let mut tpm = started();
-    let mut lying = commands::get_random(8);
+    let mut lying = client::get_random(8);
     lying[5] += 4; // claims 4 bytes that are not there
     let rsp = run(&mut tpm, 0, &lying);
     assert_eq!(rc(&rsp), ResponseCode::COMMAND_SIZE);
-    let mut short = commands::get_random(8);
+    let mut short = client::get_random(8);
     short.truncate(6);
     assert_eq!(rc(&run(&mut tpm, 0, &short)), ResponseCode::COMMAND_SIZE);
-    let rsp = run(&mut tpm, 0, &commands::get_random(8));
-    assert_eq!(commands::parse_get_random(&rsp).unwrap().len(), 8);
+    let rsp = run(&mut tpm, 0, &client::get_random(8));
+    assert_eq!(client::parse_get_random(&rsp).unwrap().len(), 8);
 }
 
 #[test]
@@ -137,7 +138,7 @@ fn every_locality_reaches_swtpm() {
             let rsp = run(
                 &mut tpm,
                 locality,
-                &commands::pcr_extend_sha256(pcr, &[0xAA; 32]),
+                &client::pcr_extend_sha256(pcr, &[0xAA; 32]),
             );
             match rc(&rsp) {
                 ResponseCode::SUCCESS => accepted.push(pcr),
@@ -148,7 +149,7 @@ fn every_locality_reaches_swtpm() {
         assert_eq!(&accepted, allowed, "locality {locality}");
     }
     // Back to locality 0 after 4: the cached locality must not skip it.
-    let rsp = run(&mut tpm, 0, &commands::pcr_extend_sha256(17, &[0xAA; 32]));
+    let rsp = run(&mut tpm, 0, &client::pcr_extend_sha256(17, &[0xAA; 32]));
     assert_eq!(rc(&rsp), ResponseCode::LOCALITY);
 }
 
@@ -199,18 +200,14 @@ fn cancel_from_another_thread_during_a_slow_command() {
         assert_eq!(rc(&run(&mut tpm, 0, &flush(handle))), ResponseCode::SUCCESS);
     }
     // Both channels are still in step.
-    let rsp = run(&mut tpm, 0, &commands::get_random(8));
-    assert_eq!(commands::parse_get_random(&rsp).unwrap().len(), 8);
+    let rsp = run(&mut tpm, 0, &client::get_random(8));
+    assert_eq!(client::parse_get_random(&rsp).unwrap().len(), 8);
 }
 
 #[test]
 fn save_and_restore_into_a_fresh_swtpm_keeps_a_pcr() {
     let mut source = started();
-    let rsp = run(
-        &mut source,
-        0,
-        &commands::pcr_extend_sha256(16, &[0x42; 32]),
-    );
+    let rsp = run(&mut source, 0, &client::pcr_extend_sha256(16, &[0x42; 32]));
     assert_eq!(rc(&rsp), ResponseCode::SUCCESS);
     let extended = pcr16(&mut source);
     assert_ne!(extended, vec![0u8; 32]);
@@ -268,9 +265,9 @@ fn reset_is_a_power_cycle() {
     let mut tpm = started();
     tpm.reset().unwrap();
     assert_eq!(tpm.buffer_size(), 4096);
-    let rsp = run(&mut tpm, 0, &commands::get_random(8));
+    let rsp = run(&mut tpm, 0, &client::get_random(8));
     assert_eq!(rc(&rsp), ResponseCode::INITIALIZE);
-    let rsp = run(&mut tpm, 0, &commands::startup(consts::TPM_SU_CLEAR));
+    let rsp = run(&mut tpm, 0, &client::startup(consts::TPM_SU_CLEAR));
     assert_eq!(rc(&rsp), ResponseCode::SUCCESS);
 }
 
@@ -288,7 +285,7 @@ fn lock_storage_needs_its_capability() {
         }
     }
     // Either way the backend still works.
-    let rsp = run(&mut tpm, 0, &commands::get_random(8));
+    let rsp = run(&mut tpm, 0, &client::get_random(8));
     assert_eq!(rc(&rsp), ResponseCode::SUCCESS);
 }
 
@@ -327,9 +324,9 @@ fn unix_and_tcp_data_servers_work() {
     for config in [unix, tcp] {
         let kind = config.data.clone();
         let mut tpm = SwtpmBackend::spawn(config).unwrap_or_else(|e| panic!("{kind:?}: {e}"));
-        let rsp = run(&mut tpm, 0, &commands::startup(consts::TPM_SU_CLEAR));
+        let rsp = run(&mut tpm, 0, &client::startup(consts::TPM_SU_CLEAR));
         assert_eq!(rc(&rsp), ResponseCode::SUCCESS, "{kind:?}");
-        let rsp = run(&mut tpm, 0, &commands::padded_get_random(4096));
+        let rsp = run(&mut tpm, 0, &client::padded_get_random(4096));
         assert_eq!(rc(&rsp).0, 0x095, "{kind:?}");
     }
 }
@@ -346,11 +343,11 @@ fn attach_to_a_swtpm_started_elsewhere() {
         let mut tpm = SwtpmBackend::attach_with_config(&ctrl_path, &config).unwrap();
         assert!(tpm.pid().is_none());
         assert_eq!(tpm.buffer_size(), 3000);
-        let rsp = run(&mut tpm, 0, &commands::startup(consts::TPM_SU_CLEAR));
+        let rsp = run(&mut tpm, 0, &client::startup(consts::TPM_SU_CLEAR));
         assert_eq!(rc(&rsp), ResponseCode::SUCCESS);
         let mut rsp = Vec::new();
         assert!(matches!(
-            tpm.execute(0, &commands::padded_get_random(3001), &mut rsp),
+            tpm.execute(0, &client::padded_get_random(3001), &mut rsp),
             Err(BackendError::CommandTooLarge { max: 3000, .. })
         ));
     }
@@ -418,7 +415,7 @@ fn a_given_state_directory_keeps_the_tpm_state() {
     };
     {
         let mut tpm = SwtpmBackend::spawn(config.clone()).unwrap();
-        let rsp = run(&mut tpm, 0, &commands::startup(consts::TPM_SU_CLEAR));
+        let rsp = run(&mut tpm, 0, &client::startup(consts::TPM_SU_CLEAR));
         assert_eq!(rc(&rsp), ResponseCode::SUCCESS);
     }
     // libtpms writes its permanent state when the TPM is first started.
@@ -432,6 +429,6 @@ fn a_given_state_directory_keeps_the_tpm_state() {
         "state files: {files:?}"
     );
     let mut again = SwtpmBackend::spawn(config).unwrap();
-    let rsp = run(&mut again, 0, &commands::startup(consts::TPM_SU_CLEAR));
+    let rsp = run(&mut again, 0, &client::startup(consts::TPM_SU_CLEAR));
     assert_eq!(rc(&rsp), ResponseCode::SUCCESS);
 }

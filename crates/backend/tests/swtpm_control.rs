@@ -10,7 +10,8 @@ use vtpm_backend::swtpm::{
     DataChannel, DataConnection, SwtpmConfig, SwtpmProcess, REQUIRED_CAPABILITIES,
 };
 use vtpm_backend::BackendError;
-use vtpm_wire::{commands, consts, ResponseCode};
+use vtpm_client as client;
+use vtpm_wire::{consts, ResponseCode};
 
 /// A swtpm process that has not been initialised, and its control channel.
 fn raw_swtpm() -> (SwtpmProcess, ControlChannel) {
@@ -118,18 +119,18 @@ fn data_commands_follow_stop_and_init() {
     let mut data = hand_over_data(&mut ctrl);
     let mut rsp = Vec::new();
     // Before INIT the TPM is not running.
-    data.transact(&commands::get_random(8), &mut rsp, 4096)
+    data.transact(&client::get_random(8), &mut rsp, 4096)
         .unwrap();
     assert_eq!(rc(&rsp), ResponseCode::FAILURE);
     ctrl.init(0).unwrap();
-    data.transact(&commands::get_random(8), &mut rsp, 4096)
+    data.transact(&client::get_random(8), &mut rsp, 4096)
         .unwrap();
     assert_eq!(rc(&rsp), ResponseCode::INITIALIZE);
-    data.transact(&commands::startup(consts::TPM_SU_CLEAR), &mut rsp, 4096)
+    data.transact(&client::startup(consts::TPM_SU_CLEAR), &mut rsp, 4096)
         .unwrap();
     assert_eq!(rsp, [0x80, 0x01, 0, 0, 0, 0x0A, 0, 0, 0, 0]);
     ctrl.stop().unwrap();
-    data.transact(&commands::get_random(8), &mut rsp, 4096)
+    data.transact(&client::get_random(8), &mut rsp, 4096)
         .unwrap();
     assert_eq!(rc(&rsp), ResponseCode::FAILURE);
 }
@@ -165,7 +166,7 @@ fn hash_sequence_sets_established_and_locality_3_resets_it() {
     let mut data = hand_over_data(&mut ctrl);
     ctrl.init(0).unwrap();
     let mut rsp = Vec::new();
-    data.transact(&commands::startup(consts::TPM_SU_CLEAR), &mut rsp, 4096)
+    data.transact(&client::startup(consts::TPM_SU_CLEAR), &mut rsp, 4096)
         .unwrap();
     assert!(!ctrl.get_tpm_established().unwrap());
 
@@ -191,7 +192,7 @@ fn state_blobs_store_volatile_and_config() {
     let mut data = hand_over_data(&mut ctrl);
     ctrl.init(0).unwrap();
     let mut rsp = Vec::new();
-    data.transact(&commands::startup(consts::TPM_SU_CLEAR), &mut rsp, 4096)
+    data.transact(&client::startup(consts::TPM_SU_CLEAR), &mut rsp, 4096)
         .unwrap();
     assert_eq!(ctrl.get_config().unwrap(), 0);
     ctrl.store_volatile().unwrap();
@@ -235,7 +236,7 @@ fn state_blobs_store_volatile_and_config() {
         .unwrap();
     ctrl.init(init::DELETE_VOLATILE).unwrap();
     // The volatile state carried the completed Startup.
-    data.transact(&commands::get_random(8), &mut rsp, 4096)
+    data.transact(&client::get_random(8), &mut rsp, 4096)
         .unwrap();
     assert_eq!(rc(&rsp), ResponseCode::SUCCESS);
 }
@@ -304,10 +305,10 @@ fn a_spawned_unix_data_server_works_without_set_data_fd() {
     ctrl.init(0).unwrap();
     let mut data = DataConnection::connect_unix(&path).unwrap();
     let mut rsp = Vec::new();
-    data.transact(&commands::startup(consts::TPM_SU_CLEAR), &mut rsp, 4096)
+    data.transact(&client::startup(consts::TPM_SU_CLEAR), &mut rsp, 4096)
         .unwrap();
     assert_eq!(rc(&rsp), ResponseCode::SUCCESS);
-    data.transact(&commands::get_random(16), &mut rsp, 4096)
+    data.transact(&client::get_random(16), &mut rsp, 4096)
         .unwrap();
-    assert_eq!(commands::parse_get_random(&rsp).unwrap().len(), 16);
+    assert_eq!(client::parse_get_random(&rsp).unwrap().len(), 16);
 }

@@ -13,7 +13,8 @@ use rustix::process::{kill_process, Pid, Signal};
 use vtpm_backend::swtpm::ctrl::{blob, ControlChannel};
 use vtpm_backend::swtpm::{DataChannel, DataConnection, SwtpmBackend, SwtpmConfig, Timeouts};
 use vtpm_backend::{Backend, BackendError};
-use vtpm_wire::{cc, commands, consts, error_response, CommandBuilder, Header, ResponseCode};
+use vtpm_client as client;
+use vtpm_wire::{cc, consts, error_response, CommandBuilder, Header, ResponseCode};
 
 fn rc(response: &[u8]) -> ResponseCode {
     Header::parse_exact(response)
@@ -24,7 +25,7 @@ fn rc(response: &[u8]) -> ResponseCode {
 fn started() -> SwtpmBackend {
     let mut tpm = SwtpmBackend::spawn(SwtpmConfig::default()).expect("swtpm backend starts");
     let mut rsp = Vec::new();
-    tpm.execute(0, &commands::startup(consts::TPM_SU_CLEAR), &mut rsp)
+    tpm.execute(0, &client::startup(consts::TPM_SU_CLEAR), &mut rsp)
         .expect("startup");
     assert_eq!(rc(&rsp), ResponseCode::SUCCESS);
     tpm
@@ -34,9 +35,9 @@ fn started() -> SwtpmBackend {
 fn a_new_backend_works() {
     let mut tpm = started();
     let mut rsp = Vec::new();
-    tpm.execute(0, &commands::get_random(16), &mut rsp)
+    tpm.execute(0, &client::get_random(16), &mut rsp)
         .expect("get random");
-    assert_eq!(commands::parse_get_random(&rsp).unwrap().len(), 16);
+    assert_eq!(client::parse_get_random(&rsp).unwrap().len(), 16);
 }
 
 /// TPM2_CreatePrimary of an RSA-3072 signing key in the null hierarchy:
@@ -110,7 +111,7 @@ fn swtpm_killed_mid_command_is_a_typed_error() {
 
     // Everything after that fails fast as well, and drop does not hang.
     let again = Instant::now();
-    assert!(tpm.execute(0, &commands::get_random(8), &mut rsp).is_err());
+    assert!(tpm.execute(0, &client::get_random(8), &mut rsp).is_err());
     assert!(matches!(
         tpm.established(),
         Err(BackendError::ChannelClosed(_))
@@ -131,7 +132,7 @@ fn swtpm_killed_while_idle_fails_every_channel() {
     let mut tpm = started();
     sigkill(tpm.pid().unwrap());
     let mut rsp = Vec::new();
-    match tpm.execute(0, &commands::get_random(8), &mut rsp) {
+    match tpm.execute(0, &client::get_random(8), &mut rsp) {
         Err(BackendError::ChannelClosed(_)) => {}
         other => panic!("expected ChannelClosed, got {other:?}"),
     }
@@ -148,13 +149,13 @@ fn a_data_socket_closed_by_swtpm_is_channel_closed() {
     // SHUTDOWN makes swtpm exit, closing its end of the socketpair.
     tpm.with_control(|ctrl| ctrl.shutdown()).unwrap();
     let mut rsp = Vec::new();
-    match tpm.execute(0, &commands::get_random(8), &mut rsp) {
+    match tpm.execute(0, &client::get_random(8), &mut rsp) {
         Err(BackendError::ChannelClosed(_)) => {}
         other => panic!("expected ChannelClosed, got {other:?}"),
     }
     // The connection stays refused without touching the socket.
     assert!(matches!(
-        tpm.execute(0, &commands::get_random(8), &mut rsp),
+        tpm.execute(0, &client::get_random(8), &mut rsp),
         Err(BackendError::ChannelClosed(_))
     ));
     a_new_backend_works();
@@ -191,14 +192,14 @@ fn data_fault(peer: impl FnOnce(UnixStream) + Send + 'static, timeout: Duration)
     let mut rsp = vec![0xEE; 3];
     let start = Instant::now();
     let error = data
-        .transact(&commands::get_random(8), &mut rsp, 4096)
+        .transact(&client::get_random(8), &mut rsp, 4096)
         .expect_err("the double misbehaves");
     assert!(start.elapsed() < timeout + Duration::from_secs(2));
     assert!(rsp.is_empty(), "no partial response is left behind");
     // Out of step: the connection refuses further commands.
     assert!(!data.is_usable());
     assert!(data
-        .transact(&commands::get_random(8), &mut rsp, 4096)
+        .transact(&client::get_random(8), &mut rsp, 4096)
         .is_err());
     drop(data);
     peer.join().unwrap();

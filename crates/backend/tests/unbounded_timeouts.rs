@@ -13,7 +13,7 @@ fn a_data_channel_with_an_unbounded_command_timeout_still_answers() {
     let (ours, mut theirs) = UnixStream::pair().unwrap();
     let mut data = DataConnection::from_unix(ours).unwrap();
     data.set_command_timeout(Duration::MAX).unwrap();
-    let command = vtpm_wire::commands::get_random(8);
+    let command = vtpm_client::get_random(8);
     let peer = std::thread::spawn(move || {
         let mut got = [0u8; 12];
         theirs.read_exact(&mut got).unwrap();

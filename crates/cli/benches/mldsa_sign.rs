@@ -20,12 +20,13 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, Criterion};
 use ml_dsa::{ExpandedSigningKey, MlDsa87};
 use vtpm_backend::sim::{SimBackend, SimConfig};
+use vtpm_client as client;
+use vtpm_client::startup;
 use vtpm_crb::ChunkPolicy;
 use vtpm_guest::{CrbDriver, TransmitOptions};
 use vtpm_platform::{CrbBus, Execution, Platform, PlatformConfig};
-use vtpm_wire::commands::startup;
 use vtpm_wire::consts::{TPM_RH_OWNER, TPM_SU_CLEAR};
-use vtpm_wire::pqc::{self, MlDsaParameterSet, PublicArea};
+use vtpm_wire::structures::{MlDsaParameterSet, PublicArea};
 
 const WINDOW: usize = 3968;
 /// The simulator's generator seed: equal seeds give equal primary keys.
@@ -47,10 +48,10 @@ fn simulator() -> SimBackend {
 
 /// The ML-DSA-87 signing key, created by `execute`: (handle, public key).
 fn create_key(mut execute: impl FnMut(&[u8]) -> Vec<u8>) -> (u32, Vec<u8>) {
-    pqc::parse_empty(&execute(&startup(TPM_SU_CLEAR))).expect("Startup");
+    client::parse_empty(&execute(&startup(TPM_SU_CLEAR))).expect("Startup");
     let template = PublicArea::mldsa(MlDsaParameterSet::MlDsa87);
-    let command = pqc::create_primary(TPM_RH_OWNER, b"", &template, KEY_AUTH);
-    let key = pqc::parse_create_primary(&execute(&command)).expect("CreatePrimary");
+    let command = client::create_primary(TPM_RH_OWNER, b"", &template, KEY_AUTH);
+    let key = client::parse_create_primary(&execute(&command)).expect("CreatePrimary");
     (key.handle, key.public.public_key().to_vec())
 }
 
@@ -81,7 +82,7 @@ impl DevicePath {
             create_key(|command| driver.transmit(0, command).expect("transfer"));
         let mut path = Self {
             driver,
-            command: pqc::sign(handle, KEY_AUTH, &DIGEST),
+            command: client::sign(handle, KEY_AUTH, &DIGEST),
             response: Vec::with_capacity(8192),
             public_key,
             _platform: platform,
@@ -125,12 +126,12 @@ impl InProcess {
         });
         let mut this = Self {
             sim,
-            command: pqc::sign(handle, KEY_AUTH, &DIGEST),
+            command: client::sign(handle, KEY_AUTH, &DIGEST),
             response,
             public_key,
         };
         this.sign();
-        pqc::parse_sign(&this.response).expect("Sign");
+        client::parse_sign(&this.response).expect("Sign");
         this
     }
 

@@ -4,10 +4,11 @@
 use std::time::Instant;
 
 use sha2::{Digest, Sha256, Sha512};
+use vtpm_client as client;
+use vtpm_client::Response;
 use vtpm_guest::{CrbDriver, DriverError, Mmio, TransmitOptions};
-use vtpm_wire::commands::{self, Response};
 use vtpm_wire::consts::*;
-use vtpm_wire::pqc::{self, MlDsaParameterSet, MlKemParameterSet, PublicArea};
+use vtpm_wire::structures::{MlDsaParameterSet, MlKemParameterSet, PublicArea};
 use vtpm_wire::{cc, ResponseCode};
 
 use crate::report::{rc_string, StepReport};
@@ -226,7 +227,7 @@ pub fn success(a: &Answer<'_>) -> Result<(), String> {
 
 /// TPM2_Startup(CLEAR), tolerating a TPM that is already started.
 fn startup<M: Mmio>(r: &mut Runner<'_, M>) {
-    r.step("startup", &commands::startup(TPM_SU_CLEAR), |a| {
+    r.step("startup", &client::startup(TPM_SU_CLEAR), |a| {
         if a.rc.is_success() {
             Ok(("started".into(), ()))
         } else if a.rc == ResponseCode::INITIALIZE {
@@ -252,8 +253,8 @@ pub struct Learnt {
 /// windows), and `full_frame`.
 pub fn classic_steps<M: Mmio>(r: &mut Runner<'_, M>, backend_buffer: usize) -> Learnt {
     startup(r);
-    r.step("get_random", &commands::get_random(32), |a| {
-        let bytes = commands::parse_get_random(a.bytes).map_err(|e| e.to_string())?;
+    r.step("get_random", &client::get_random(32), |a| {
+        let bytes = client::parse_get_random(a.bytes).map_err(|e| e.to_string())?;
         if bytes.len() == 32 {
             Ok(("32 random bytes".into(), ()))
         } else {
@@ -261,7 +262,7 @@ pub fn classic_steps<M: Mmio>(r: &mut Runner<'_, M>, backend_buffer: usize) -> L
         }
     });
     let read_pcr = |a: &Answer<'_>| -> Result<(String, Vec<u8>), String> {
-        let out = commands::parse_pcr_read(a.bytes).map_err(|e| e.to_string())?;
+        let out = client::parse_pcr_read(a.bytes).map_err(|e| e.to_string())?;
         match out.digests.as_slice() {
             [d] if d.len() == 32 => {
                 Ok((format!("PCR {WORKLOAD_PCR} = {}", hex(&d[..8])), d.clone()))
@@ -271,13 +272,13 @@ pub fn classic_steps<M: Mmio>(r: &mut Runner<'_, M>, backend_buffer: usize) -> L
     };
     let before = r.step(
         "pcr_read_before",
-        &commands::pcr_read(TPM_ALG_SHA256, &[WORKLOAD_PCR]),
+        &client::pcr_read(TPM_ALG_SHA256, &[WORKLOAD_PCR]),
         read_pcr,
     );
     let event: [u8; 32] = Sha256::digest(b"vtpm exercise").into();
     r.step(
         "pcr_extend",
-        &commands::pcr_extend_sha256(u32::from(WORKLOAD_PCR), &event),
+        &client::pcr_extend_sha256(u32::from(WORKLOAD_PCR), &event),
         |a| {
             success(a).map(|()| {
                 (
@@ -289,7 +290,7 @@ pub fn classic_steps<M: Mmio>(r: &mut Runner<'_, M>, backend_buffer: usize) -> L
     );
     r.step(
         "pcr_read",
-        &commands::pcr_read(TPM_ALG_SHA256, &[WORKLOAD_PCR]),
+        &client::pcr_read(TPM_ALG_SHA256, &[WORKLOAD_PCR]),
         |a| {
             let (_, after) = read_pcr(a)?;
             let before = before.as_ref().ok_or("no value from pcr_read_before")?;
@@ -311,9 +312,9 @@ pub fn classic_steps<M: Mmio>(r: &mut Runner<'_, M>, backend_buffer: usize) -> L
     let mut learnt = Learnt::default();
     if let Some((cmd, rsp)) = r.step(
         "buffer_properties",
-        &commands::get_capability(TPM_CAP_TPM_PROPERTIES, TPM_PT_MAX_COMMAND_SIZE, 2),
+        &client::get_capability(TPM_CAP_TPM_PROPERTIES, TPM_PT_MAX_COMMAND_SIZE, 2),
         |a| {
-            let props = commands::parse_tpm_properties(a.bytes).map_err(|e| e.to_string())?;
+            let props = client::parse_tpm_properties(a.bytes).map_err(|e| e.to_string())?;
             let get = |p| props.iter().find(|(k, _)| *k == p).map(|(_, v)| *v);
             let (cmd, rsp) = (get(TPM_PT_MAX_COMMAND_SIZE), get(TPM_PT_MAX_RESPONSE_SIZE));
             match (cmd, rsp) {
@@ -332,9 +333,9 @@ pub fn classic_steps<M: Mmio>(r: &mut Runner<'_, M>, backend_buffer: usize) -> L
     }
     r.step(
         "fixed_properties",
-        &commands::get_capability(TPM_CAP_TPM_PROPERTIES, TPM_PT_FAMILY_INDICATOR, 64),
+        &client::get_capability(TPM_CAP_TPM_PROPERTIES, TPM_PT_FAMILY_INDICATOR, 64),
         |a| {
-            let props = commands::parse_tpm_properties(a.bytes).map_err(|e| e.to_string())?;
+            let props = client::parse_tpm_properties(a.bytes).map_err(|e| e.to_string())?;
             let family = props
                 .iter()
                 .find(|(k, _)| *k == TPM_PT_FAMILY_INDICATOR)
@@ -348,7 +349,7 @@ pub fn classic_steps<M: Mmio>(r: &mut Runner<'_, M>, backend_buffer: usize) -> L
     );
     r.step(
         "full_frame",
-        &commands::padded_get_random(backend_buffer),
+        &client::padded_get_random(backend_buffer),
         |a| {
             if a.rc == ResponseCode::SIZE {
                 Ok((
@@ -374,10 +375,10 @@ pub fn properties<M: Mmio>(r: &mut Runner<'_, M>) -> Result<Vec<(u32, u32)>, Str
     startup(r);
     let properties = r.step(
         "fixed_properties",
-        &commands::get_capability(TPM_CAP_TPM_PROPERTIES, TPM_PT_FAMILY_INDICATOR, 64),
+        &client::get_capability(TPM_CAP_TPM_PROPERTIES, TPM_PT_FAMILY_INDICATOR, 64),
         |a| {
             success(a)?;
-            commands::parse_tpm_properties(a.bytes)
+            client::parse_tpm_properties(a.bytes)
                 .map(|p| (String::new(), p))
                 .map_err(|e| e.to_string())
         },
@@ -427,10 +428,10 @@ fn create_primary<M: Mmio>(
 ) -> Option<(u32, Vec<u8>)> {
     r.step(
         name,
-        &pqc::create_primary(TPM_RH_OWNER, b"", template, b""),
+        &client::create_primary(TPM_RH_OWNER, b"", template, b""),
         |a| {
             success(a)?;
-            let key = pqc::parse_create_primary(a.bytes).map_err(|e| e.to_string())?;
+            let key = client::parse_create_primary(a.bytes).map_err(|e| e.to_string())?;
             let pk = key.public.public_key().to_vec();
             if pk.len() != key_size {
                 return Err(format!(
@@ -447,7 +448,7 @@ fn create_primary<M: Mmio>(
 }
 
 fn flush<M: Mmio>(r: &mut Runner<'_, M>, name: &str, handle: u32) {
-    r.step(name, &pqc::flush_context(handle), |a| {
+    r.step(name, &client::flush_context(handle), |a| {
         success(a).map(|()| (format!("flushed {handle:#010x}"), ()))
     });
 }
@@ -460,7 +461,7 @@ fn flush<M: Mmio>(r: &mut Runner<'_, M>, name: &str, handle: u32) {
 pub fn pqc_steps<M: Mmio>(r: &mut Runner<'_, M>) {
     let algorithms = r.step(
         "algorithms",
-        &commands::get_capability(TPM_CAP_ALGS, 0, 128),
+        &client::get_capability(TPM_CAP_ALGS, 0, 128),
         |a| {
             let algs = parse_algorithms(a.bytes)?;
             let pqc = algs.contains(&TPM_ALG_MLDSA) && algs.contains(&TPM_ALG_MLKEM);
@@ -498,10 +499,10 @@ pub fn pqc_steps<M: Mmio>(r: &mut Runner<'_, M>) {
         };
         let signature = r.step(
             &format!("{n}_sign"),
-            &pqc::sign(handle, b"", &message),
+            &client::sign(handle, b"", &message),
             |a| {
                 success(a)?;
-                let sig = pqc::parse_sign(a.bytes).map_err(|e| e.to_string())?;
+                let sig = client::parse_sign(a.bytes).map_err(|e| e.to_string())?;
                 if sig.bytes().len() != set.signature_size() {
                     return Err(format!(
                         "{}-byte signature, expected {}",
@@ -515,10 +516,10 @@ pub fn pqc_steps<M: Mmio>(r: &mut Runner<'_, M>) {
         if let Some(sig) = signature {
             r.step(
                 &format!("{n}_verify"),
-                &pqc::verify_signature(handle, &message, &sig),
+                &client::verify_signature(handle, &message, &sig),
                 |a| {
                     success(a)?;
-                    let ticket = pqc::parse_verify(a.bytes).map_err(|e| e.to_string())?;
+                    let ticket = client::parse_verify(a.bytes).map_err(|e| e.to_string())?;
                     Ok((format!("verified (ticket tag {:#06x})", ticket.tag), ()))
                 },
             );
@@ -526,7 +527,11 @@ pub fn pqc_steps<M: Mmio>(r: &mut Runner<'_, M>) {
             forged[0] ^= 1;
             r.step(
                 &format!("{n}_verify_forged"),
-                &pqc::verify_signature(handle, &message, &pqc::Signature::MlDsa(forged)),
+                &client::verify_signature(
+                    handle,
+                    &message,
+                    &vtpm_wire::structures::Signature::MlDsa(forged),
+                ),
                 |a| {
                     if a.rc.base() == ResponseCode::SIGNATURE {
                         Ok((format!("a flipped bit is refused: {}", a.rc), ()))
@@ -548,10 +553,10 @@ pub fn pqc_steps<M: Mmio>(r: &mut Runner<'_, M>) {
     ) {
         let signature = r.step(
             "hash_mldsa87_sign_digest",
-            &pqc::sign_digest(handle, b"", b"vtpm", &digest),
+            &client::sign_digest(handle, b"", b"vtpm", &digest),
             |a| {
                 success(a)?;
-                let sig = pqc::parse_sign(a.bytes).map_err(|e| e.to_string())?;
+                let sig = client::parse_sign(a.bytes).map_err(|e| e.to_string())?;
                 Ok((
                     format!("{}-byte signature over SHA-512", sig.bytes().len()),
                     sig,
@@ -561,10 +566,10 @@ pub fn pqc_steps<M: Mmio>(r: &mut Runner<'_, M>) {
         if let Some(sig) = signature {
             r.step(
                 "hash_mldsa87_verify_digest",
-                &pqc::verify_digest_signature(handle, b"vtpm", &digest, &sig),
+                &client::verify_digest_signature(handle, b"vtpm", &digest, &sig),
                 |a| {
                     success(a)?;
-                    let ticket = pqc::parse_verify(a.bytes).map_err(|e| e.to_string())?;
+                    let ticket = client::parse_verify(a.bytes).map_err(|e| e.to_string())?;
                     Ok((format!("verified (ticket tag {:#06x})", ticket.tag), ()))
                 },
             );
@@ -578,9 +583,9 @@ pub fn pqc_steps<M: Mmio>(r: &mut Runner<'_, M>) {
         &PublicArea::mlkem(kem),
         kem.public_key_size(),
     ) {
-        let encapsulated = r.step("mlkem1024_encapsulate", &pqc::encapsulate(handle), |a| {
+        let encapsulated = r.step("mlkem1024_encapsulate", &client::encapsulate(handle), |a| {
             success(a)?;
-            let e = pqc::parse_encapsulate(a.bytes).map_err(|e| e.to_string())?;
+            let e = client::parse_encapsulate(a.bytes).map_err(|e| e.to_string())?;
             if e.ciphertext.len() != kem.ciphertext_size() || e.shared_secret.len() != 32 {
                 return Err(format!(
                     "{}-byte ciphertext, {}-byte secret",
@@ -596,10 +601,10 @@ pub fn pqc_steps<M: Mmio>(r: &mut Runner<'_, M>) {
         if let Some(e) = encapsulated {
             r.step(
                 "mlkem1024_decapsulate",
-                &pqc::decapsulate(handle, b"", &e.ciphertext),
+                &client::decapsulate(handle, b"", &e.ciphertext),
                 |a| {
                     success(a)?;
-                    let secret = pqc::parse_decapsulate(a.bytes).map_err(|e| e.to_string())?;
+                    let secret = client::parse_decapsulate(a.bytes).map_err(|e| e.to_string())?;
                     if secret == e.shared_secret {
                         Ok(("shared secrets equal".into(), ()))
                     } else {

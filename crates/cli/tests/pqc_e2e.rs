@@ -15,17 +15,16 @@ use fips204::traits::{SerDes as _, Verifier};
 use fips204::{ml_dsa_44, ml_dsa_65, ml_dsa_87, pre_hash};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 use vtpm_backend::sim::{SimBackend, SimConfig};
+use vtpm_client as client;
+use vtpm_client::{startup, Response};
 use vtpm_crb::ChunkPolicy;
 use vtpm_guest::{CrbDriver, Mmio, Transfer};
 use vtpm_platform::{CrbBus, Execution, Platform, PlatformConfig};
-use vtpm_wire::commands::{startup, Response};
 use vtpm_wire::consts::{
     TPM_ALG_SHA256, TPM_ALG_SHA384, TPM_ALG_SHA512, TPM_RH_OWNER, TPM_SU_CLEAR,
 };
-use vtpm_wire::pqc::{
-    self, MlDsaParameterSet, MlKemParameterSet, PublicArea, Signature, TPM_ST_DIGEST_VERIFIED,
-    TPM_ST_VERIFIED,
-};
+use vtpm_wire::consts::{TPM_ST_DIGEST_VERIFIED, TPM_ST_VERIFIED};
+use vtpm_wire::structures::{MlDsaParameterSet, MlKemParameterSet, PublicArea, Signature};
 use vtpm_wire::{ResponseCode, HEADER_SIZE};
 
 /// The smallest window the device allows, a middle one, and the largest
@@ -122,14 +121,14 @@ impl<M: Mmio> TpmPath<M> {
         (response, transfer)
     }
 
-    fn create_primary(&mut self, template: &PublicArea) -> pqc::CreatePrimaryResponse {
-        let command = pqc::create_primary(TPM_RH_OWNER, b"", template, KEY_AUTH);
-        pqc::parse_create_primary(&self.transmit(&command).0).expect("CreatePrimary succeeds")
+    fn create_primary(&mut self, template: &PublicArea) -> client::CreatePrimaryResponse {
+        let command = client::create_primary(TPM_RH_OWNER, b"", template, KEY_AUTH);
+        client::parse_create_primary(&self.transmit(&command).0).expect("CreatePrimary succeeds")
     }
 
     /// The key's public area as TPM2_ReadPublic returns it.
-    fn read_public(&mut self, handle: u32) -> pqc::ReadPublicResponse {
-        pqc::parse_read_public(&self.transmit(&pqc::read_public(handle)).0)
+    fn read_public(&mut self, handle: u32) -> client::ReadPublicResponse {
+        client::parse_read_public(&self.transmit(&client::read_public(handle)).0)
             .expect("ReadPublic succeeds")
     }
 
@@ -146,12 +145,12 @@ impl<M: Mmio> TpmPath<M> {
     }
 
     fn decapsulate(&mut self, handle: u32, ciphertext: &[u8]) -> Vec<u8> {
-        let command = pqc::decapsulate(handle, KEY_AUTH, ciphertext);
-        pqc::parse_decapsulate(&self.transmit(&command).0).expect("Decapsulate succeeds")
+        let command = client::decapsulate(handle, KEY_AUTH, ciphertext);
+        client::parse_decapsulate(&self.transmit(&command).0).expect("Decapsulate succeeds")
     }
 
     fn flush(&mut self, handle: u32) {
-        pqc::parse_empty(&self.transmit(&pqc::flush_context(handle)).0)
+        client::parse_empty(&self.transmit(&client::flush_context(handle)).0)
             .expect("FlushContext succeeds");
     }
 }
@@ -240,8 +239,8 @@ fn mldsa_signatures_through_the_crb_path_verify_in_the_sim_and_under_fips204() {
             // TPM2_Sign with a pure ML-DSA key signs the digest bytes as the
             // message, with an empty context (sim README, assumption 14).
             let digest = sha256_digest(set, window);
-            let (response, signed) = path.transmit(&pqc::sign(key, KEY_AUTH, &digest));
-            let signature = pqc::parse_sign(&response).expect("Sign succeeds");
+            let (response, signed) = path.transmit(&client::sign(key, KEY_AUTH, &digest));
+            let signature = client::parse_sign(&response).expect("Sign succeeds");
             assert!(matches!(signature, Signature::MlDsa(_)));
             assert_eq!(signature.bytes().len(), set.signature_size());
             assert!(
@@ -249,9 +248,9 @@ fn mldsa_signatures_through_the_crb_path_verify_in_the_sim_and_under_fips204() {
                 "{set:?} at window {window}: fips204 rejects the signature"
             );
 
-            let verify = pqc::verify_signature(key, &digest, &signature);
+            let verify = client::verify_signature(key, &digest, &signature);
             let (response, verified) = path.transmit(&verify);
-            let ticket = pqc::parse_verify(&response).expect("VerifySignature succeeds");
+            let ticket = client::parse_verify(&response).expect("VerifySignature succeeds");
             assert_eq!(ticket.tag, TPM_ST_VERIFIED);
             assert_eq!(ticket.hierarchy, TPM_RH_OWNER);
 
@@ -275,12 +274,12 @@ fn mldsa_verify_signature_through_the_crb_path_rejects_a_tampered_signature() {
     let set = MlDsaParameterSet::MlDsa87;
     let (key, _) = path.primary_with_public_key(&PublicArea::mldsa(set));
     let digest = sha256_digest(set, 3968);
-    let signature = pqc::parse_sign(&path.transmit(&pqc::sign(key, KEY_AUTH, &digest)).0)
+    let signature = client::parse_sign(&path.transmit(&client::sign(key, KEY_AUTH, &digest)).0)
         .expect("Sign succeeds");
     let mut tampered = signature.bytes().to_vec();
     // A byte in the part of the signature that travels in the second piece.
     tampered[4200] ^= 0x01;
-    let verify = pqc::verify_signature(key, &digest, &Signature::MlDsa(tampered));
+    let verify = client::verify_signature(key, &digest, &Signature::MlDsa(tampered));
     let (response, transfer) = path.transmit(&verify);
     assert_eq!(transfer.chunks_sent, 2);
     assert_eq!(rc(&response), ResponseCode::SIGNATURE.with_parameter(2));
@@ -318,9 +317,9 @@ fn hash_mldsa_sign_digest_through_the_crb_path_verifies_in_the_sim_and_under_fip
             let (key, public_key) = path.primary_with_public_key(&template);
 
             // HashML-DSA: `digest` is PH(M) and `context` the FIPS 204 ctx.
-            let command = pqc::sign_digest(key, KEY_AUTH, ctx, digest);
+            let command = client::sign_digest(key, KEY_AUTH, ctx, digest);
             let (response, signed) = path.transmit(&command);
-            let signature = pqc::parse_sign(&response).expect("SignDigest succeeds");
+            let signature = client::parse_sign(&response).expect("SignDigest succeeds");
             assert_eq!(
                 signature,
                 Signature::HashMlDsa {
@@ -333,9 +332,9 @@ fn hash_mldsa_sign_digest_through_the_crb_path_verifies_in_the_sim_and_under_fip
                 "{set:?} at window {window}: fips204 rejects the HashML-DSA signature"
             );
 
-            let verify = pqc::verify_digest_signature(key, ctx, digest, &signature);
+            let verify = client::verify_digest_signature(key, ctx, digest, &signature);
             let (response, verified) = path.transmit(&verify);
-            let ticket = pqc::parse_verify(&response).expect("VerifyDigestSignature succeeds");
+            let ticket = client::parse_verify(&response).expect("VerifyDigestSignature succeeds");
             assert_eq!(ticket.tag, TPM_ST_DIGEST_VERIFIED);
             assert_eq!(ticket.metadata, Some(hash_alg));
 
@@ -358,8 +357,8 @@ fn mlkem_secrets_through_the_crb_path_agree_in_the_sim_and_with_fips203() {
             let (key, public_key) = path.primary_with_public_key(&PublicArea::mlkem(set));
             assert_eq!(public_key.len(), set.public_key_size());
 
-            let (response, _) = path.transmit(&pqc::encapsulate(key));
-            let sent = pqc::parse_encapsulate(&response).expect("Encapsulate succeeds");
+            let (response, _) = path.transmit(&client::encapsulate(key));
+            let sent = client::parse_encapsulate(&response).expect("Encapsulate succeeds");
             assert_eq!(sent.shared_secret.len(), 32);
             assert_eq!(sent.ciphertext.len(), set.ciphertext_size());
             assert_eq!(
@@ -477,12 +476,12 @@ fn sign_with_fault(
     if let Some((piece, position)) = fault {
         path.driver.mmio().arm(piece, position);
     }
-    let (response, _) = path.transmit(&pqc::sign(key, KEY_AUTH, digest));
+    let (response, _) = path.transmit(&client::sign(key, KEY_AUTH, digest));
     let expected = flips + usize::from(fault.is_some());
     assert_eq!(path.driver.mmio().flips, expected, "the double fired");
     // A flipped signature byte leaves the response well formed: only the
     // cryptographic checks can notice it.
-    pqc::parse_sign(&response).expect("Sign response still parses")
+    client::parse_sign(&response).expect("Sign response still parses")
 }
 
 #[test]
@@ -512,7 +511,7 @@ fn a_byte_flipped_in_a_signature_response_piece_fails_fips204_verification() {
             "window {window}: fips204 accepted a signature corrupted in transit"
         );
         // The sim, given the bytes the guest received, refuses them too.
-        let verify = pqc::verify_signature(key, &digest, &corrupted);
+        let verify = client::verify_signature(key, &digest, &corrupted);
         let (response, _) = path.transmit(&verify);
         assert_eq!(rc(&response), ResponseCode::SIGNATURE.with_parameter(2));
     }
@@ -559,10 +558,10 @@ fn a_byte_flipped_in_a_ciphertext_response_piece_breaks_the_secret_equality() {
     // The 1614-byte Encapsulate response is four pieces; its ciphertext
     // starts at byte 46, so byte 100 of piece 2 (response byte 1124) is in it.
     path.driver.mmio().arm(2, 100);
-    let (response, transfer) = path.transmit(&pqc::encapsulate(key));
+    let (response, transfer) = path.transmit(&client::encapsulate(key));
     assert_eq!(transfer.chunks_received, 4);
     assert_eq!(path.driver.mmio().flips, 1, "the double fired");
-    let sent = pqc::parse_encapsulate(&response).expect("Encapsulate response still parses");
+    let sent = client::parse_encapsulate(&response).expect("Encapsulate response still parses");
 
     // ML-KEM's implicit rejection turns the corrupted ciphertext into an
     // unrelated secret rather than an error: only the equality check

@@ -403,7 +403,7 @@ fn an_executing_command_written_without_its_trailing_zeros_round_trips() {
     let mut d = CrbDevice::new(config.clone()).unwrap();
     take_locality(&mut d, 0);
     // Startup(CLEAR) ends in 00 00: a guest may skip writing them.
-    let startup = vtpm_wire::commands::startup(0);
+    let startup = vtpm_client::startup(0);
     window_write(&mut d, 0, &startup[..10]);
     let token = match w32(&mut d, CTRL_START, START) {
         Some(OwnedAction::Execute { token, command, .. }) => {

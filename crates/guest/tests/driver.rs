@@ -114,7 +114,7 @@ fn start_that_never_clears_times_out_after_the_command_timeout() {
         command: Duration::from_secs(2),
         ..Default::default()
     });
-    match driver.transmit(0, &vtpm_wire::commands::get_random(8)) {
+    match driver.transmit(0, &vtpm_client::get_random(8)) {
         Err(DriverError::Timeout {
             register: "CTRL_START",
             bit: "Start",
@@ -132,7 +132,7 @@ fn next_chunk_that_never_clears_names_the_bit() {
     dev.start = 4;
     let mut driver = stuck_driver(dev);
     let err = driver
-        .transmit(0, &vtpm_wire::commands::padded_get_random(5000))
+        .transmit(0, &vtpm_client::padded_get_random(5000))
         .unwrap_err();
     assert_eq!(
         err,
@@ -151,7 +151,7 @@ fn a_large_command_without_chunking_is_refused_before_any_write() {
     let mut driver = stuck_driver(dev);
     assert!(!driver.probe().unwrap().chunking);
     let err = driver
-        .transmit(0, &vtpm_wire::commands::padded_get_random(4000))
+        .transmit(0, &vtpm_client::padded_get_random(4000))
         .unwrap_err();
     assert_eq!(
         err,
@@ -173,7 +173,7 @@ fn a_tis_interface_is_not_a_crb() {
 #[test]
 fn malformed_commands_and_bad_localities_are_refused() {
     let mut driver = stuck_driver(StuckDevice::crb());
-    let mut lying = vtpm_wire::commands::get_random(8);
+    let mut lying = vtpm_client::get_random(8);
     lying[5] += 1;
     assert!(matches!(
         driver.transmit(0, &lying),
@@ -184,7 +184,7 @@ fn malformed_commands_and_bad_localities_are_refused() {
         Err(DriverError::MalformedCommand(_))
     ));
     assert_eq!(
-        driver.transmit(5, &vtpm_wire::commands::get_random(8)),
+        driver.transmit(5, &vtpm_client::get_random(8)),
         Err(DriverError::BadLocality(5))
     );
     assert_eq!(driver.mmio().writes, 0);
@@ -207,7 +207,7 @@ fn echo_platform(window: usize, chunking: ChunkPolicy) -> Platform {
 fn a_response_larger_than_the_caller_allows_is_refused() {
     let p = echo_platform(256, ChunkPolicy::Auto);
     let mut driver = p.driver();
-    let cmd = vtpm_wire::commands::padded_get_random(3000);
+    let cmd = vtpm_client::padded_get_random(3000);
     let mut out = Vec::new();
     let options = TransmitOptions {
         max_response: 1000,
@@ -228,7 +228,7 @@ fn a_response_larger_than_the_caller_allows_is_refused() {
 fn rsp_retry_rereads_the_whole_response_and_needs_chunking() {
     let p = echo_platform(256, ChunkPolicy::Auto);
     let mut driver = p.driver();
-    let cmd = vtpm_wire::commands::padded_get_random(1000);
+    let cmd = vtpm_client::padded_get_random(1000);
     let mut out = Vec::new();
     let options = TransmitOptions {
         max_response: 8192,
@@ -240,7 +240,7 @@ fn rsp_retry_rereads_the_whole_response_and_needs_chunking() {
 
     let off = echo_platform(256, ChunkPolicy::Off);
     let mut driver = off.driver();
-    let small = vtpm_wire::commands::get_random(8);
+    let small = vtpm_client::get_random(8);
     assert_eq!(
         driver.transmit_with(0, &small, &mut out, options),
         Err(DriverError::RetryUnsupported)

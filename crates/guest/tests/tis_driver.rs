@@ -112,7 +112,7 @@ impl Mmio for Bus {
 }
 
 fn command(size: usize) -> Vec<u8> {
-    vtpm_wire::commands::padded_get_random(size)
+    vtpm_client::padded_get_random(size)
 }
 
 fn driver(bus: &mut Bus) -> TisDriver<&mut Bus, SteppingClock> {

@@ -2,12 +2,13 @@
 //! with post-quantum traffic larger than QEMU's 4096-byte TIS buffer
 //! passing whole in both directions.
 
+use vtpm_client as pqc;
 use vtpm_guest::{Mmio, TisDriver};
 use vtpm_sim::{Sim, SimConfig};
 use vtpm_tis::{Action, TisConfig, TisDevice};
 use vtpm_wire::consts::{TPM_RH_OWNER, TPM_SU_CLEAR};
-use vtpm_wire::pqc::{self, MlDsaParameterSet, PublicArea};
-use vtpm_wire::{commands, Header};
+use vtpm_wire::structures::{MlDsaParameterSet, PublicArea};
+use vtpm_wire::Header;
 
 /// The device with the simulator as its backend, run inline; with
 /// `migrate`, the device is snapshotted and restored before every access.
@@ -76,9 +77,7 @@ fn rc(response: &[u8]) -> u32 {
 fn sign_and_verify(migrate: bool) {
     let mut bus = SimBus::new(migrate);
     let mut driver = TisDriver::new(&mut bus);
-    let started = driver
-        .transmit(0, &commands::startup(TPM_SU_CLEAR))
-        .unwrap();
+    let started = driver.transmit(0, &pqc::startup(TPM_SU_CLEAR)).unwrap();
     assert_eq!(rc(&started), 0);
 
     let set = MlDsaParameterSet::MlDsa87;
@@ -123,7 +122,11 @@ fn sign_and_verify(migrate: bool) {
     let refused = driver
         .transmit(
             0,
-            &pqc::verify_signature(key.handle, &message, &pqc::Signature::MlDsa(forged)),
+            &pqc::verify_signature(
+                key.handle,
+                &message,
+                &vtpm_wire::structures::Signature::MlDsa(forged),
+            ),
         )
         .unwrap();
     assert_ne!(rc(&refused), 0, "a forged signature is refused");

@@ -51,9 +51,10 @@ use rustix::thread::{sched_getaffinity, sched_setaffinity, CpuSet};
 use vtpm_backend::swtpm::{ControlChannel, SwtpmBackend, SwtpmConfig, SwtpmProcess};
 use vtpm_backend::testing::FnBackend;
 use vtpm_backend::Backend;
+use vtpm_client as client;
 use vtpm_guest::{Clock, CrbDriver, TransmitOptions};
 use vtpm_platform::{CrbBus, Execution, Platform, PlatformConfig};
-use vtpm_wire::{commands, consts, Header, HEADER_SIZE};
+use vtpm_wire::{consts, Header, HEADER_SIZE};
 
 /// Round trips per path before measuring.
 const WARM_UP: usize = 200;
@@ -187,7 +188,7 @@ impl Measured {
         let start = Instant::now();
         self.path.round_trip(command, response)?;
         let took = start.elapsed();
-        let random = commands::parse_get_random(response)
+        let random = client::parse_get_random(response)
             .map_err(|e| format!("{}: bad GetRandom answer: {e}", self.name))?;
         if random.len() != usize::from(RANDOM_BYTES) {
             return Err(format!("{}: {} random bytes", self.name, random.len()).into());
@@ -309,7 +310,7 @@ fn main() -> BenchResult<()> {
     const ECHO_WORKER: usize = 8;
 
     let mut response = Vec::with_capacity(4096);
-    let startup = commands::startup(consts::TPM_SU_CLEAR);
+    let startup = client::startup(consts::TPM_SU_CLEAR);
     // One Startup per swtpm: the spin-only and yield-only rows share crb
     // worker's, and the echo rows have none.
     for m in &mut paths[..=CRB_WORKER_SPIN] {
@@ -319,7 +320,7 @@ fn main() -> BenchResult<()> {
         }
     }
 
-    let command = commands::get_random(RANDOM_BYTES);
+    let command = client::get_random(RANDOM_BYTES);
     let rounds = WARM_UP + SAMPLES;
     for block_start in (0..rounds).step_by(BLOCK) {
         for m in &mut paths {

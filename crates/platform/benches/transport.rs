@@ -36,7 +36,7 @@ fn platform(execution: Execution, idle_spin: Duration) -> Platform {
 }
 
 fn command() -> Vec<u8> {
-    vtpm_wire::commands::padded_get_random(SIZE)
+    vtpm_client::padded_get_random(SIZE)
 }
 
 /// One round trip, checked in every build (a benchmark that measures a

@@ -8,7 +8,7 @@
 //!
 //! let platform = Platform::new(Box::new(FnBackend::echo(8192)), PlatformConfig::default())?;
 //! let mut driver = platform.driver();
-//! let command = vtpm_wire::commands::padded_get_random(6000);
+//! let command = vtpm_client::padded_get_random(6000);
 //! let response = driver.transmit(0, &command)?;
 //! assert_eq!(response, command); // the echo double answers with the command
 //! assert_eq!(driver.last_transfer().chunks_sent, 2);

@@ -40,7 +40,7 @@ fn ten_thousand_start_cancel_rounds_keep_the_thread_count_constant() {
     let p = Platform::new(Box::new(backend), PlatformConfig::default()).unwrap();
     let mut bus = p.bus();
     bus.write_u32(0x08, 1); // LOC_CTRL.requestAccess
-    let command = vtpm_wire::commands::get_random(1);
+    let command = vtpm_client::get_random(1);
     let round = |bus: &mut vtpm_platform::CrbBus| {
         bus.write(0x80, &command);
         bus.write_u32(CTRL_START, 1);

@@ -30,7 +30,7 @@ fn every_access_migrates_and_the_guest_sees_the_same_bytes() {
         );
         let mut driver = CrbDriver::new(bus);
         for size in [10, 300, 5000] {
-            let cmd = vtpm_wire::commands::padded_get_random(size);
+            let cmd = vtpm_client::padded_get_random(size);
             let mut out = Vec::new();
             let t = driver
                 .transmit_with(0, &cmd, &mut out, TransmitOptions::default())
@@ -71,7 +71,7 @@ fn save_waits_for_a_running_command_within_its_bound() {
     )
     .unwrap();
     let mut bus = p.bus();
-    let cmd = vtpm_wire::commands::get_random(4);
+    let cmd = vtpm_client::get_random(4);
     bus.write_u32(0x08, 1);
     bus.write(0x80, &cmd);
     bus.write_u32(0x4C, 1);

@@ -27,7 +27,7 @@ fn echo_of_every_size_class_in_both_modes() {
                 Platform::new(Box::new(FnBackend::echo(16384)), config(window, execution)).unwrap();
             let mut driver = p.driver();
             for size in [10, 64, 65, 3968, 3969, 8192, 16384] {
-                let cmd = vtpm_wire::commands::padded_get_random(size);
+                let cmd = vtpm_client::padded_get_random(size);
                 let mut out = Vec::new();
                 let t = driver
                     .transmit_with(0, &cmd, &mut out, TransmitOptions::default())
@@ -53,7 +53,7 @@ fn each_locality_reaches_the_backend() {
     let mut driver = p.driver();
     for locality in 0..5u8 {
         let out = driver
-            .transmit(locality, &vtpm_wire::commands::get_random(1))
+            .transmit(locality, &vtpm_client::get_random(1))
             .unwrap();
         assert_eq!(out.len(), 10 + usize::from(locality));
         driver.relinquish_locality(locality).unwrap();
@@ -70,7 +70,7 @@ fn backend_failure_reaches_the_guest_then_a_new_backend_works() {
     )
     .unwrap();
     let mut driver = p.driver();
-    let cmd = vtpm_wire::commands::get_random(8);
+    let cmd = vtpm_client::get_random(8);
     assert_eq!(driver.transmit(0, &cmd), Err(DriverError::Fatal));
     assert!(matches!(
         p.take_backend_error(),
@@ -99,7 +99,7 @@ fn cancel_goes_to_the_backend_while_the_worker_is_busy() {
     let mut other = p.bus();
     let guest = {
         let mut driver = p.driver();
-        std::thread::spawn(move || driver.transmit(0, &vtpm_wire::commands::get_random(8)))
+        std::thread::spawn(move || driver.transmit(0, &vtpm_client::get_random(8)))
     };
     while !p.with_device(|d| d.is_executing()) {
         std::thread::sleep(Duration::from_millis(1));
@@ -141,14 +141,14 @@ fn a_reset_during_execution_drops_the_late_answer() {
     )
     .unwrap();
     let mut bus = p.bus();
-    let first = vtpm_wire::commands::get_random(1);
+    let first = vtpm_client::get_random(1);
     bus.write_u32(0x08, 1);
     bus.write(0x80, &first);
     bus.write_u32(0x4C, 1);
     assert!(p.with_device(|d| d.is_executing()));
     p.reset();
     let mut driver = p.driver();
-    let second = vtpm_wire::commands::get_random(2);
+    let second = vtpm_client::get_random(2);
     assert_eq!(
         driver.transmit(0, &second).unwrap(),
         second,
@@ -191,7 +191,7 @@ fn after_a_command_timeout_the_next_command_gets_its_own_answer() {
         command: Duration::from_millis(100),
         ..Default::default()
     });
-    let one = vtpm_wire::commands::get_random(1);
+    let one = vtpm_client::get_random(1);
     assert!(matches!(
         driver.transmit(0, &one),
         Err(DriverError::Timeout {
@@ -200,7 +200,7 @@ fn after_a_command_timeout_the_next_command_gets_its_own_answer() {
             ..
         })
     ));
-    let two = vtpm_wire::commands::get_random(2);
+    let two = vtpm_client::get_random(2);
     assert_eq!(
         driver.transmit(0, &two).unwrap(),
         two,
@@ -218,7 +218,7 @@ fn save_after_replacing_a_hung_backend_is_not_busy() {
     .unwrap();
     let mut bus = p.bus();
     bus.write_u32(0x08, 1);
-    bus.write(0x80, &vtpm_wire::commands::get_random(1));
+    bus.write(0x80, &vtpm_client::get_random(1));
     bus.write_u32(0x4C, 1);
     std::thread::sleep(Duration::from_millis(20));
     p.replace_backend(Box::new(FnBackend::echo(4096))).unwrap();

@@ -48,7 +48,7 @@ fn a_panicking_backend_sets_tpmsts_and_the_next_command_runs() {
             command: Duration::from_secs(5),
             ..Timeouts::default()
         });
-        let cmd = vtpm_wire::commands::get_random(8);
+        let cmd = vtpm_client::get_random(8);
         plan.arm(Operation::Execute);
         assert_eq!(
             driver.transmit(0, &cmd),
@@ -105,7 +105,7 @@ fn a_backend_that_panics_in_save_or_reset_leaves_the_platform_working() {
                 ..
             })
         )));
-        let cmd = vtpm_wire::commands::get_random(3);
+        let cmd = vtpm_client::get_random(3);
         assert_eq!(p.driver().transmit(0, &cmd).unwrap(), cmd, "{execution:?}");
         assert!(p.save(Duration::from_secs(5)).is_ok(), "{execution:?}");
     }
@@ -120,7 +120,7 @@ fn replace_backend_after_a_panic_serves_the_new_backend() {
     )
     .unwrap();
     plan.arm(Operation::Execute);
-    let cmd = vtpm_wire::commands::get_random(8);
+    let cmd = vtpm_client::get_random(8);
     assert_eq!(p.driver().transmit(0, &cmd), Err(DriverError::Fatal));
     p.replace_backend(Box::new(FnBackend::echo(4096))).unwrap();
     assert_eq!(p.driver().transmit(0, &cmd).unwrap(), cmd);
@@ -213,7 +213,7 @@ fn a_bus_made_before_replace_backend_cancels_the_new_backend() {
     p.replace_backend(Box::new(new)).unwrap();
 
     bus.write_u32(0x08, 1); // LOC_CTRL.requestAccess
-    bus.write(0x80, &vtpm_wire::commands::get_random(1));
+    bus.write(0x80, &vtpm_client::get_random(1));
     bus.write_u32(CTRL_START, 1);
     assert!(p.with_device(|d| d.is_executing()));
     bus.write_u32(CTRL_CANCEL, 1);
@@ -263,7 +263,7 @@ fn an_unbounded_save_waits_for_the_running_command() {
     )
     .unwrap();
     let mut bus = p.bus();
-    let cmd = vtpm_wire::commands::get_random(2);
+    let cmd = vtpm_client::get_random(2);
     bus.write_u32(0x08, 1); // LOC_CTRL.requestAccess
     bus.write(0x80, &cmd);
     bus.write_u32(CTRL_START, 1);

@@ -23,7 +23,7 @@ fn a_version_1_blob_restores_with_its_response_and_backend_state() {
     assert_eq!(bus.read_u32(0) & 1, 0, "the backend took the saved flag");
     let mut response = [0u8; 12];
     bus.read(0x80, &mut response);
-    assert_eq!(response, *vtpm_wire::commands::get_random(4));
+    assert_eq!(response, *vtpm_client::get_random(4));
     assert_eq!(
         bus.read_u32(0x0C) & 1,
         1,

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use vtpm_backend::sim::SimBackend;
 use vtpm_backend::testing::FnBackend;
+use vtpm_client::{parse_pcr_read, pcr_extend_sha256, pcr_read, startup};
 use vtpm_frame::FrameError;
 use vtpm_platform::{Platform, PlatformConfig, PlatformError, SealingKey, SEALED_MAGIC};
 use vtpm_sim::SimConfig;
-use vtpm_wire::commands::{parse_pcr_read, pcr_extend_sha256, pcr_read, startup};
 use vtpm_wire::consts::TPM_ALG_SHA256;
 
 const KEY: [u8; 32] = [0x42; 32];
@@ -62,7 +62,7 @@ fn a_sealed_save_restores_with_its_key_and_hides_the_plain_blob() {
         PlatformConfig::default(),
     )
     .unwrap();
-    let cmd = vtpm_wire::commands::get_random(4);
+    let cmd = vtpm_client::get_random(4);
     assert_eq!(p.driver().transmit(0, &cmd).unwrap(), cmd);
 }
 

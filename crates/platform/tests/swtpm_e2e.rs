@@ -13,10 +13,11 @@ use rustix::process::{kill_process, Pid, Signal};
 use sha2::{Digest, Sha256};
 use vtpm_backend::swtpm::{SwtpmBackend, SwtpmConfig};
 use vtpm_backend::BackendError;
+use vtpm_client as client;
+use vtpm_client::Response;
 use vtpm_crb::ChunkPolicy;
 use vtpm_guest::{CrbDriver, DriverError, Mmio, Timeouts, Transfer};
 use vtpm_platform::{CrbBus, Execution, Platform, PlatformConfig};
-use vtpm_wire::commands::{self, Response};
 use vtpm_wire::{cc, consts, CommandBuilder, Header, Reader, ResponseCode};
 
 /// swtpm 0.7.1's largest (and default) buffer.
@@ -114,7 +115,7 @@ fn code_of(command: &[u8]) -> u32 {
 }
 
 fn startup(driver: &mut CrbDriver<CrbBus>) {
-    let rsp = transmit(driver, 0, &commands::startup(consts::TPM_SU_CLEAR));
+    let rsp = transmit(driver, 0, &client::startup(consts::TPM_SU_CLEAR));
     assert_eq!(rsp, [0x80, 0x01, 0, 0, 0, 0x0A, 0, 0, 0, 0]);
 }
 
@@ -150,12 +151,8 @@ fn sha256(data: &[u8]) -> [u8; 32] {
 }
 
 fn read_pcr(driver: &mut CrbDriver<CrbBus>, pcr: u8) -> [u8; 32] {
-    let rsp = transmit(
-        driver,
-        0,
-        &commands::pcr_read(consts::TPM_ALG_SHA256, &[pcr]),
-    );
-    let out = commands::parse_pcr_read(&rsp).expect("a PCR_Read answer");
+    let rsp = transmit(driver, 0, &client::pcr_read(consts::TPM_ALG_SHA256, &[pcr]));
+    let out = client::parse_pcr_read(&rsp).expect("a PCR_Read answer");
     let mut bitmap = vec![0u8; 3];
     bitmap[usize::from(pcr / 8)] = 1 << (pcr % 8);
     assert_eq!(out.selection, [(consts::TPM_ALG_SHA256, bitmap)]);
@@ -170,7 +167,7 @@ fn extend_pcr(driver: &mut CrbDriver<CrbBus>, locality: u8, pcr: u8, digest: &[u
     let rsp = transmit(
         driver,
         locality,
-        &commands::pcr_extend_sha256(u32::from(pcr), digest),
+        &client::pcr_extend_sha256(u32::from(pcr), digest),
     );
     assert_eq!(rc(&rsp), ResponseCode::SUCCESS, "PCR_Extend of PCR {pcr}");
 }
@@ -246,8 +243,8 @@ fn flush(driver: &mut CrbDriver<CrbBus>, handle: u32) {
 
 /// The check every recovery ends with: the TPM answers a GetRandom.
 fn get_random_works(driver: &mut CrbDriver<CrbBus>) {
-    let rsp = transmit(driver, 0, &commands::get_random(16));
-    assert_eq!(commands::parse_get_random(&rsp).unwrap().len(), 16);
+    let rsp = transmit(driver, 0, &client::get_random(16));
+    assert_eq!(client::parse_get_random(&rsp).unwrap().len(), 16);
 }
 
 fn sigkill(pid: u32) {
@@ -311,11 +308,7 @@ fn golden_pcr_extend_and_read_match_the_host_digest() {
         startup(&mut driver);
         // PCR 10: zero after Startup(CLEAR), extendable from locality 0.
         assert_eq!(read_pcr(&mut driver, 10), [0u8; 32]);
-        let rsp = transmit(
-            &mut driver,
-            0,
-            &commands::pcr_extend_sha256(10, &QEMU_DIGEST),
-        );
+        let rsp = transmit(&mut driver, 0, &client::pcr_extend_sha256(10, &QEMU_DIGEST));
         assert_eq!(rsp, QEMU_EXTEND_RESPONSE);
         let expected = extended(&[0u8; 32], &QEMU_DIGEST);
         assert_eq!(
@@ -343,7 +336,7 @@ fn full_frame_reaches_swtpm_whole_in_two_pieces() {
         assert_ne!(intf_id & INTF_ID_CAP_CRB_CHUNK, 0, "INTF_ID {intf_id:#x}");
         let mut driver = driver(&p);
         startup(&mut driver);
-        let rsp = transmit(&mut driver, 0, &commands::padded_get_random(SWTPM_BUFFER));
+        let rsp = transmit(&mut driver, 0, &client::padded_get_random(SWTPM_BUFFER));
         assert_eq!(rsp.len(), vtpm_wire::HEADER_SIZE);
         assert_eq!(rc(&rsp), RC_SIZE, "every one of the 4096 bytes arrived");
         let transfer = driver.last_transfer();
@@ -363,8 +356,8 @@ fn workload_through_window(window: usize) {
     let mut driver = driver(&p);
     startup(&mut driver);
 
-    let rsp = transmit(&mut driver, 0, &commands::get_random(32));
-    assert_eq!(commands::parse_get_random(&rsp).unwrap().len(), 32);
+    let rsp = transmit(&mut driver, 0, &client::get_random(32));
+    assert_eq!(client::parse_get_random(&rsp).unwrap().len(), 32);
     assert_pieces(driver.last_transfer(), window, "GetRandom");
 
     let digest = sha256(b"workload");
@@ -376,14 +369,14 @@ fn workload_through_window(window: usize) {
     let rsp = transmit(
         &mut driver,
         0,
-        &commands::get_capability(
+        &client::get_capability(
             consts::TPM_CAP_TPM_PROPERTIES,
             consts::TPM_PT_MAX_COMMAND_SIZE,
             2,
         ),
     );
     assert_eq!(
-        commands::parse_tpm_properties(&rsp).unwrap(),
+        client::parse_tpm_properties(&rsp).unwrap(),
         [
             (consts::TPM_PT_MAX_COMMAND_SIZE, SWTPM_BUFFER as u32),
             (consts::TPM_PT_MAX_RESPONSE_SIZE, SWTPM_BUFFER as u32),
@@ -394,13 +387,13 @@ fn workload_through_window(window: usize) {
     let rsp = transmit(
         &mut driver,
         0,
-        &commands::get_capability(
+        &client::get_capability(
             consts::TPM_CAP_TPM_PROPERTIES,
             consts::TPM_PT_FAMILY_INDICATOR,
             64,
         ),
     );
-    let fixed = commands::parse_tpm_properties(&rsp).unwrap();
+    let fixed = client::parse_tpm_properties(&rsp).unwrap();
     assert_eq!(
         fixed.first(),
         Some(&(consts::TPM_PT_FAMILY_INDICATOR, FAMILY_2_0))
@@ -414,7 +407,7 @@ fn workload_through_window(window: usize) {
         transfer.response_bytes
     );
 
-    let rsp = transmit(&mut driver, 0, &commands::padded_get_random(SWTPM_BUFFER));
+    let rsp = transmit(&mut driver, 0, &client::padded_get_random(SWTPM_BUFFER));
     assert_eq!(rc(&rsp), RC_SIZE, "every one of the 4096 bytes arrived");
     let transfer = driver.last_transfer();
     assert_pieces(transfer, window, "full frame");
@@ -454,7 +447,7 @@ fn each_locality_reaches_swtpm() {
         for (locality, allowed) in (0u8..).zip(expected) {
             let mut accepted = Vec::new();
             for pcr in 16..=23u8 {
-                let command = commands::pcr_extend_sha256(u32::from(pcr), &digest);
+                let command = client::pcr_extend_sha256(u32::from(pcr), &digest);
                 let rsp = transmit(&mut driver, locality, &command);
                 match rc(&rsp) {
                     ResponseCode::SUCCESS => accepted.push(pcr),
@@ -469,7 +462,7 @@ fn each_locality_reaches_swtpm() {
             assert_eq!(p.with_device(|d| d.active_locality()), None);
         }
         // Back at locality 0 after 4: swtpm must be told again.
-        let rsp = transmit(&mut driver, 0, &commands::pcr_extend_sha256(17, &digest));
+        let rsp = transmit(&mut driver, 0, &client::pcr_extend_sha256(17, &digest));
         assert_eq!(rc(&rsp), ResponseCode::LOCALITY);
     });
 }
@@ -536,6 +529,9 @@ fn cancel_during_a_slow_create_primary_completes_the_command() {
             eprintln!(
                 "CreatePrimary after CTRL_CANCEL: {code}; the cancel write took {cancel_took:?}"
             );
+            // swtpm decides by itself whether the cancel came in time, so
+            // either answer is right here; tests/cancel.rs checks
+            // TPM_RC_CANCELED deterministically with the simulator.
             assert!(
                 code == ResponseCode::SUCCESS || code == ResponseCode::CANCELED,
                 "CreatePrimary answered {code}"
@@ -611,7 +607,7 @@ fn swtpm_killed_while_idle_is_fatal_promptly_then_a_new_swtpm_works() {
         sigkill(pid);
         let started = Instant::now();
         assert_eq!(
-            driver.transmit(0, &commands::get_random(8)),
+            driver.transmit(0, &client::get_random(8)),
             Err(DriverError::Fatal)
         );
         assert!(
@@ -626,7 +622,7 @@ fn swtpm_killed_while_idle_is_fatal_promptly_then_a_new_swtpm_works() {
         // The device stays fatal: later commands fail at once without a
         // backend round trip.
         assert_eq!(
-            driver.transmit(0, &commands::get_random(8)),
+            driver.transmit(0, &client::get_random(8)),
             Err(DriverError::Fatal)
         );
         recover_with_a_new_swtpm(&mut p);

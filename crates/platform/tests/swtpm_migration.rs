@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use vtpm_backend::swtpm::{SwtpmBackend, SwtpmConfig};
 use vtpm_backend::Backend;
+use vtpm_client as client;
+use vtpm_client::Response;
 use vtpm_guest::{CrbDriver, TransmitOptions};
 use vtpm_platform::{MigratingBus, Platform, PlatformConfig};
-use vtpm_wire::commands::{self, Response};
 use vtpm_wire::consts::*;
 use vtpm_wire::{cc, CommandBuilder, ResponseCode};
 
@@ -64,14 +65,12 @@ fn ok(response: &[u8]) -> &[u8] {
 fn pcrs_and_a_loaded_key_survive_a_move_to_a_fresh_swtpm() {
     let source = Platform::new(swtpm(), config()).unwrap();
     let mut driver = source.driver();
+    ok(&driver.transmit(0, &client::startup(TPM_SU_CLEAR)).unwrap());
     ok(&driver
-        .transmit(0, &commands::startup(TPM_SU_CLEAR))
-        .unwrap());
-    ok(&driver
-        .transmit(0, &commands::pcr_extend_sha256(16, &[0x42; 32]))
+        .transmit(0, &client::pcr_extend_sha256(16, &[0x42; 32]))
         .unwrap());
     let pcr_before = driver
-        .transmit(0, &commands::pcr_read(TPM_ALG_SHA256, &[16]))
+        .transmit(0, &client::pcr_read(TPM_ALG_SHA256, &[16]))
         .unwrap();
     let created = driver.transmit(0, &create_ecc_primary()).unwrap();
     let handle = u32::from_be_bytes(ok(&created)[..4].try_into().unwrap());
@@ -85,7 +84,7 @@ fn pcrs_and_a_loaded_key_survive_a_move_to_a_fresh_swtpm() {
     let mut driver = destination.driver();
     assert_eq!(
         driver
-            .transmit(0, &commands::pcr_read(TPM_ALG_SHA256, &[16]))
+            .transmit(0, &client::pcr_read(TPM_ALG_SHA256, &[16]))
             .unwrap(),
         pcr_before
     );
@@ -94,9 +93,7 @@ fn pcrs_and_a_loaded_key_survive_a_move_to_a_fresh_swtpm() {
         public_before
     );
     // The TPM is started already: a second Startup is refused as on any TPM.
-    let again = driver
-        .transmit(0, &commands::startup(TPM_SU_CLEAR))
-        .unwrap();
+    let again = driver.transmit(0, &client::startup(TPM_SU_CLEAR)).unwrap();
     assert_eq!(
         Response::parse(&again).unwrap().rc(),
         ResponseCode::INITIALIZE
@@ -112,12 +109,12 @@ fn migrating_at_every_access_mid_send_and_mid_receive() {
     let mut out = Vec::new();
     let options = TransmitOptions::default();
     driver
-        .transmit_with(0, &commands::startup(TPM_SU_CLEAR), &mut out, options)
+        .transmit_with(0, &client::startup(TPM_SU_CLEAR), &mut out, options)
         .unwrap();
     ok(&out);
     // 4096 bytes out in 16 pieces, a migration after each MMIO access.
     let sent = driver
-        .transmit_with(0, &commands::padded_get_random(4096), &mut out, options)
+        .transmit_with(0, &client::padded_get_random(4096), &mut out, options)
         .unwrap();
     assert_eq!(sent.chunks_sent, 16);
     assert_eq!(
@@ -126,10 +123,10 @@ fn migrating_at_every_access_mid_send_and_mid_receive() {
         "every byte arrived"
     );
     // A response of several pieces in.
-    let fixed = commands::get_capability(TPM_CAP_TPM_PROPERTIES, TPM_PT_FAMILY_INDICATOR, 64);
+    let fixed = client::get_capability(TPM_CAP_TPM_PROPERTIES, TPM_PT_FAMILY_INDICATOR, 64);
     let received = driver.transmit_with(0, &fixed, &mut out, options).unwrap();
     assert!(received.chunks_received >= 2);
-    let props = commands::parse_tpm_properties(&out).unwrap();
+    let props = client::parse_tpm_properties(&out).unwrap();
     assert_eq!(
         props[0],
         (TPM_PT_FAMILY_INDICATOR, u32::from_be_bytes(*b"2.0\0"))
@@ -143,11 +140,9 @@ fn migrating_at_every_access_mid_send_and_mid_receive() {
 fn a_source_that_resumes_after_a_failed_migration_keeps_working() {
     let source = Platform::new(swtpm(), config()).unwrap();
     let mut driver = source.driver();
-    ok(&driver
-        .transmit(0, &commands::startup(TPM_SU_CLEAR))
-        .unwrap());
+    ok(&driver.transmit(0, &client::startup(TPM_SU_CLEAR)).unwrap());
     let _saved = source.save(Duration::from_secs(10)).unwrap();
     // The destination failed; the source runs on.
     source.resume_after_failed_migration().unwrap();
-    ok(&driver.transmit(0, &commands::get_random(8)).unwrap());
+    ok(&driver.transmit(0, &client::get_random(8)).unwrap());
 }

@@ -4,7 +4,7 @@
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 use vtpm_wire::consts::{TPM_ALG_SHA256, TPM_ALG_SHA384, TPM_ALG_SHA512};
-use zeroize::Zeroize;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 /// A hash algorithm the simulator implements (TPMI_ALG_HASH without NULL).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,17 +72,22 @@ impl HashAlg {
         }
     }
 
-    /// HMAC keyed with `key` over the concatenation of `parts`.
-    pub(crate) fn hmac(self, key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
-        fn run<M: Mac + KeyInit>(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    /// HMAC keyed with `key` over the concatenation of `parts`. The output
+    /// may be key material (KDFa blocks, the generator's K and V), so it is
+    /// wiped when dropped.
+    pub(crate) fn hmac(self, key: &[u8], parts: &[&[u8]]) -> Zeroizing<Vec<u8>> {
+        fn run<M: Mac + KeyInit>(key: &[u8], parts: &[&[u8]]) -> Zeroizing<Vec<u8>> {
             // HMAC accepts keys of any length, so this never fails.
             let Ok(mut m) = <M as KeyInit>::new_from_slice(key) else {
-                return Vec::new();
+                return Zeroizing::new(Vec::new());
             };
             for p in parts {
                 m.update(p);
             }
-            m.finalize().into_bytes().to_vec()
+            let mut tag = m.finalize().into_bytes();
+            let out = Zeroizing::new(tag.to_vec());
+            tag.zeroize();
+            out
         }
         match self {
             Self::Sha256 => run::<Hmac<Sha256>>(key, parts),
@@ -102,10 +107,12 @@ impl HashAlg {
         context_u: &[u8],
         context_v: &[u8],
         bits: u32,
-    ) -> Vec<u8> {
+    ) -> Zeroizing<Vec<u8>> {
         let bytes = bits.div_ceil(8) as usize;
         let label_nul: &[u8] = if label.last() == Some(&0) { &[] } else { &[0] };
-        let mut out = Vec::with_capacity(bytes + self.size());
+        // Sized for every block up front, so it never reallocates and leaves
+        // no unwiped copy behind.
+        let mut out = Zeroizing::new(Vec::with_capacity(bytes + self.size()));
         let mut counter: u32 = 1;
         while out.len() < bytes {
             let block = self.hmac(
@@ -132,13 +139,11 @@ impl HashAlg {
     }
 }
 
-/// Compares two byte strings in time that depends only on their lengths.
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
-    diff == 0
+/// Compares two byte strings in time that depends only on their lengths
+/// (which are not secret here: sizes of HMACs and authorization values).
+pub(crate) fn secrets_equal(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    bool::from(a.ct_eq(b))
 }
 
 /// AES in CFB mode with a zero IV, the TPM's parent protection of a child's
@@ -174,7 +179,9 @@ pub(crate) fn aes_cfb(key: &[u8], data: &mut [u8], encrypt: bool) -> bool {
 /// source of secrets after construction.
 ///
 /// It is seeded from the operating system, or from a fixed seed when a test
-/// or a fuzzer needs a reproducible simulator.
+/// or a fuzzer needs a reproducible simulator. Its state K and V is wiped
+/// when it is dropped.
+#[derive(Zeroize, ZeroizeOnDrop)]
 pub(crate) struct Drbg {
     key: [u8; 32],
     value: [u8; 32],
@@ -224,9 +231,9 @@ impl Drbg {
         self.update(&[]);
     }
 
-    /// `n` bytes of generator output.
-    pub(crate) fn bytes(&mut self, n: usize) -> Vec<u8> {
-        let mut v = vec![0u8; n];
+    /// `n` bytes of generator output, wiped when dropped.
+    pub(crate) fn bytes(&mut self, n: usize) -> Zeroizing<Vec<u8>> {
+        let mut v = Zeroizing::new(vec![0u8; n]);
         self.fill(&mut v);
         v
     }
@@ -236,13 +243,6 @@ impl Drbg {
         let mut a = [0u8; N];
         self.fill(&mut a);
         a
-    }
-}
-
-impl Drop for Drbg {
-    fn drop(&mut self) {
-        self.key.zeroize();
-        self.value.zeroize();
     }
 }
 
@@ -324,9 +324,9 @@ mod tests {
     }
 
     #[test]
-    fn constant_time_eq_compares() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
+    fn secrets_equal_compares_contents_and_lengths() {
+        assert!(secrets_equal(b"abc", b"abc"));
+        assert!(!secrets_equal(b"abc", b"abd"));
+        assert!(!secrets_equal(b"abc", b"ab"));
     }
 }

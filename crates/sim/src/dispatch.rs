@@ -7,18 +7,19 @@
 //! authorization and finally the command's own parameters (with
 //! TPM_RC_SIZE for bytes left over).
 
+use vtpm_wire::consts::{TPMA_OBJECT_NO_DA, TPMA_OBJECT_USER_WITH_AUTH, TPM_RH_LOCKOUT};
 use vtpm_wire::consts::{
     TPM_RH_ENDORSEMENT, TPM_RH_NULL, TPM_RH_OWNER, TPM_RH_PLATFORM, TPM_RS_PW, TPM_ST_NO_SESSIONS,
     TPM_ST_SESSIONS,
 };
-use vtpm_wire::pqc::{TPMA_OBJECT_NO_DA, TPMA_OBJECT_USER_WITH_AUTH, TPM_RH_LOCKOUT};
 use vtpm_wire::{cc, error_response, Header, ResponseCode, HEADER_SIZE};
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::command;
-use crate::crypto::constant_time_eq;
+use crate::crypto::secrets_equal;
 use crate::object::{trim_auth, Object, MAX_DIGEST};
 use crate::pcr::PCR_COUNT;
-use crate::rc::{self, at_handle, at_session, AtNumber, TpmResult};
+use crate::rc::{at_handle, at_session, AtNumber, TpmResult};
 use crate::unmarshal::{In, Out};
 use crate::{Sim, TRANSIENT_FIRST, TRANSIENT_SLOTS};
 
@@ -44,11 +45,11 @@ pub(crate) struct Command<'a> {
     pub(crate) params: In<'a>,
 }
 
-/// What a handler answers: an optional handle and the parameter bytes.
-#[derive(Default)]
+/// What a handler answers: an optional handle and the parameter bytes
+/// (which may carry a shared secret or random bytes: wiped when dropped).
 pub(crate) struct Reply {
     pub(crate) handle: Option<u32>,
-    pub(crate) params: Vec<u8>,
+    pub(crate) params: Zeroizing<Vec<u8>>,
 }
 
 pub(crate) type Handler = fn(&mut Sim, &mut Command<'_>, &mut Reply) -> TpmResult<()>;
@@ -71,7 +72,7 @@ use HandleKind as H;
 /// Every implemented command, sorted by command code.
 pub(crate) const COMMANDS: &[Spec] = &[
     Spec {
-        code: vtpm_wire::pqc::TPM_CC_HIERARCHY_CHANGE_AUTH,
+        code: vtpm_wire::cc::HIERARCHY_CHANGE_AUTH,
         handles: &[H::HierarchyAuth],
         auth: 1,
         returns_handle: false,
@@ -247,23 +248,23 @@ const MIN_SESSION_SIZE: usize = 9;
 /// TPMA_SESSION continueSession, the only attribute a password session may carry.
 const CONTINUE_SESSION: u8 = 0x01;
 
-/// A password session from the authorization area.
+/// A password session from the authorization area; the password is wiped
+/// when the command ends.
 struct PasswordSession {
-    password: Vec<u8>,
-}
-
-impl Drop for PasswordSession {
-    fn drop(&mut self) {
-        zeroize::Zeroize::zeroize(&mut self.password);
-    }
+    password: Zeroizing<Vec<u8>>,
 }
 
 pub(crate) fn execute(sim: &mut Sim, locality: u8, command: &[u8], response: &mut Vec<u8>) {
-    response.clear();
+    // Wipes the whole capacity, not only the length: an earlier response
+    // (a shared secret, say) must not survive in a reallocation's old block.
+    response.zeroize();
     if let Err(code) = run(sim, locality, command, response) {
-        response.clear();
+        response.zeroize();
         response.extend_from_slice(&error_response(code));
     }
+    // A cancel request belongs to the command it met (or, when none was
+    // running, to this one): it ends with it.
+    sim.cancel.clear();
 }
 
 fn run(sim: &mut Sim, locality: u8, command: &[u8], response: &mut Vec<u8>) -> TpmResult<()> {
@@ -303,13 +304,19 @@ fn run(sim: &mut Sim, locality: u8, command: &[u8], response: &mut Vec<u8>) -> T
         check_handle(sim, *kind, handles[i], i)?;
     }
     authorize(sim, spec, &handles, header.tag, &sessions)?;
+    sim.cancel.check()?;
 
     let mut cmd = Command {
         locality,
         handles,
         params: body,
     };
-    let mut reply = Reply::default();
+    let mut reply = Reply {
+        handle: None,
+        // Sized for the largest answer, so it never reallocates and leaves
+        // no unwiped copy of a secret it carried.
+        params: Zeroizing::new(Vec::with_capacity(sim.buffer_size)),
+    };
     (spec.handler)(sim, &mut cmd, &mut reply)?;
     // Handlers check for leftover parameters before acting; this is the
     // backstop for a handler that takes no parameters at all.
@@ -366,14 +373,16 @@ fn parse_sessions(body: &mut In<'_>) -> TpmResult<Vec<PasswordSession>> {
         match handle {
             TPM_RS_PW => {
                 if !nonce.is_empty() {
-                    return Err(at_session(rc::NONCE, n));
+                    return Err(at_session(ResponseCode::NONCE, n));
                 }
                 if attributes & !CONTINUE_SESSION != 0 {
                     return Err(at_session(ResponseCode::ATTRIBUTES, n));
                 }
             }
             h if matches!(h >> 24, 0x02 | 0x03) => {
-                return Err(ResponseCode(rc::REFERENCE_S0.0 + u32::from(n - 1)));
+                return Err(ResponseCode(
+                    ResponseCode::REFERENCE_S0.0 + u32::from(n - 1),
+                ));
             }
             _ => return Err(at_session(ResponseCode::VALUE, n)),
         }
@@ -401,7 +410,7 @@ fn check_handle(sim: &Sim, kind: HandleKind, handle: u32, index: usize) -> TpmRe
         HandleKind::Object => match handle >> 24 {
             0x80 => {
                 if object(sim, handle).is_none() {
-                    return Err(ResponseCode(rc::REFERENCE_H0.0 + index as u32));
+                    return Err(ResponseCode(ResponseCode::REFERENCE_H0.0 + index as u32));
                 }
                 true
             }
@@ -486,7 +495,7 @@ fn authorize(
             return Err(at_session(ResponseCode::ATTRIBUTES, n));
         }
         let entity = auth_value(sim, handles[i])?;
-        if !constant_time_eq(&session.password, entity.value) {
+        if !secrets_equal(&session.password, entity.value) {
             let code = if entity.dictionary_protected {
                 ResponseCode::AUTH_FAIL
             } else {

@@ -16,7 +16,7 @@
 //!
 //! ```
 //! use vtpm_sim::{Sim, SimConfig};
-//! use vtpm_wire::commands::{get_random, parse_get_random, startup};
+//! use vtpm_client::{get_random, parse_get_random, startup};
 //! use vtpm_wire::consts::TPM_SU_CLEAR;
 //!
 //! let mut sim = Sim::new(SimConfig::default())?;
@@ -30,6 +30,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod cancel;
 mod command;
 mod crypto;
 mod dispatch;
@@ -41,13 +42,14 @@ mod state;
 mod unmarshal;
 
 use vtpm_wire::consts::{TPM_RH_ENDORSEMENT, TPM_RH_OWNER, TPM_RH_PLATFORM};
-use zeroize::Zeroize;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::crypto::{Drbg, HashAlg};
 use crate::object::Object;
 use crate::pcr::Pcrs;
 
-pub use crate::state::StateError;
+pub use crate::cancel::CancelHandle;
+pub use crate::state::{StateError, StateKey};
 
 /// The buffer size a PQC-capable TPM needs (spec-notes §5): the default.
 pub const DEFAULT_BUFFER_SIZE: usize = 8192;
@@ -74,6 +76,11 @@ pub struct SimConfig {
     /// the operating system; a fixed seed makes a simulator whose primary
     /// seeds, and therefore primary keys, are reproducible (tests, fuzzing).
     pub rng_seed: Option<[u8; 32]>,
+    /// The key that authenticates state blobs (HMAC-SHA-256): blobs this
+    /// simulator saves carry its MAC, and it restores only blobs with a
+    /// valid one. `None` uses the built-in default key, which detects
+    /// corruption but not tampering; see the README's "State blob".
+    pub state_key: Option<StateKey>,
 }
 
 impl Default for SimConfig {
@@ -81,6 +88,7 @@ impl Default for SimConfig {
         Self {
             buffer_size: DEFAULT_BUFFER_SIZE,
             rng_seed: None,
+            state_key: None,
         }
     }
 }
@@ -139,8 +147,9 @@ pub enum SimError {
     NotStarted,
 }
 
-/// The primary seeds and authorization values that survive power cycles.
-#[derive(Clone)]
+/// The primary seeds and authorization values that survive power cycles;
+/// wiped when dropped.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub(crate) struct Permanent {
     pub(crate) endorsement_seed: [u8; SEED_SIZE],
     pub(crate) owner_seed: [u8; SEED_SIZE],
@@ -150,17 +159,6 @@ pub(crate) struct Permanent {
     pub(crate) lockout_auth: Vec<u8>,
     /// tpmEstablished: a dynamic launch happened since the last reset of the flag.
     pub(crate) established: bool,
-}
-
-impl Drop for Permanent {
-    fn drop(&mut self) {
-        self.endorsement_seed.zeroize();
-        self.owner_seed.zeroize();
-        self.platform_seed.zeroize();
-        self.owner_auth.zeroize();
-        self.endorsement_auth.zeroize();
-        self.lockout_auth.zeroize();
-    }
 }
 
 /// The embedded TPM.
@@ -183,6 +181,10 @@ pub struct Sim {
     pub(crate) objects: Vec<Option<Object>>,
     /// Expanded ML-DSA signing keys of recent signatures (volatile).
     pub(crate) signing_keys: pq::SigningKeyCache,
+    /// The cancel line, shared with every [`CancelHandle`] handed out.
+    pub(crate) cancel: CancelHandle,
+    /// Authenticates state blobs; `None` means the default key.
+    pub(crate) state_key: Option<StateKey>,
 }
 
 impl std::fmt::Debug for Sim {
@@ -232,6 +234,8 @@ impl Sim {
             pcrs: Pcrs::after_reset(0),
             objects: vec![None; TRANSIENT_SLOTS],
             signing_keys: pq::SigningKeyCache::default(),
+            cancel: CancelHandle::default(),
+            state_key: config.state_key,
         })
     }
 
@@ -240,6 +244,12 @@ impl Sim {
         let mut sim = Self::new(config)?;
         sim.restore_state(state)?;
         Ok(sim)
+    }
+
+    /// A handle that cancels the command this simulator is executing, from
+    /// any thread; every handle drives the same cancel line.
+    pub fn canceller(&self) -> CancelHandle {
+        self.cancel.clone()
     }
 
     /// The negotiated buffer size.
@@ -306,16 +316,19 @@ impl Sim {
     }
 
     /// The whole state as a versioned blob: seeds, authorization values,
-    /// the established flag, the Shutdown(STATE) record and, while the TPM
-    /// is started, the PCRs and the loaded objects. The random generator's
-    /// state is not included; a restored simulator reseeds.
-    pub fn save_state(&self) -> Vec<u8> {
+    /// the established flag, the Shutdown(STATE) record, the PCRs and the
+    /// loaded objects, sealed with an HMAC under the configured state key
+    /// (or the default key). The random generator's state is not included;
+    /// a restored simulator reseeds. The buffer is wiped when dropped.
+    pub fn save_state(&self) -> Zeroizing<Vec<u8>> {
         state::save(self)
     }
 
-    /// Replaces the whole state with a blob from [`Sim::save_state`]. A
-    /// corrupted, truncated or foreign blob is an error and leaves the
-    /// simulator unchanged.
+    /// Replaces the whole state with a blob from [`Sim::save_state`] (this
+    /// version or version 1). A corrupted, truncated, foreign or
+    /// unauthenticated blob, or one whose objects fail TPM2_Load's checks
+    /// (a private key that does not produce its public key), is an error
+    /// and leaves the simulator unchanged.
     pub fn restore_state(&mut self, blob: &[u8]) -> Result<(), StateError> {
         self.signing_keys.clear();
         state::restore(self, blob)
@@ -335,10 +348,10 @@ impl Sim {
     /// The secret proof value of a hierarchy, the key of its tickets. It is
     /// derived from the hierarchy's seed, so it changes exactly when the
     /// seed does.
-    pub(crate) fn proof(&self, hierarchy: u32) -> Vec<u8> {
+    pub(crate) fn proof(&self, hierarchy: u32) -> Zeroizing<Vec<u8>> {
         match self.hierarchy_seed(hierarchy) {
             Some(seed) => HashAlg::Sha256.kdfa(seed, b"HIERARCHY PROOF", b"", b"", 256),
-            None => Vec::new(),
+            None => Zeroizing::new(Vec::new()),
         }
     }
 }

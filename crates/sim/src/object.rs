@@ -3,27 +3,29 @@
 //! its parent (TPM 2.0 Part 1 "Protected Storage").
 
 use vtpm_wire::consts::{
+    TPMA_OBJECT_DECRYPT, TPMA_OBJECT_FIXED_PARENT, TPMA_OBJECT_FIXED_TPM, TPMA_OBJECT_RESTRICTED,
+    TPMA_OBJECT_SIGN, TPMA_OBJECT_X509_SIGN,
+};
+use vtpm_wire::consts::{
     TPM_ALG_AES, TPM_ALG_CFB, TPM_ALG_HASH_MLDSA, TPM_ALG_MLDSA, TPM_ALG_MLKEM, TPM_ALG_NULL,
     TPM_ALG_SYMCIPHER,
 };
-use vtpm_wire::pqc::{
-    TPMA_OBJECT_DECRYPT, TPMA_OBJECT_FIXED_PARENT, TPMA_OBJECT_FIXED_TPM, TPMA_OBJECT_RESTRICTED,
-    TPMA_OBJECT_SIGN, TPMA_OBJECT_X509_SIGN, TPM_RC_PARMS,
-};
 use vtpm_wire::ResponseCode;
-use zeroize::Zeroize;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-use crate::crypto::{aes_cfb, constant_time_eq, HashAlg};
-use crate::pq::{MlDsaSet, MlKemSet, MLDSA_SEED_SIZE, MLKEM_SEED_SIZE};
-use crate::rc::{self, TpmResult};
+use crate::cancel::CancelHandle;
+use crate::crypto::{aes_cfb, secrets_equal, HashAlg};
+use crate::pq::{MlDsa, MlKem, MLDSA_SEED_SIZE, MLKEM_SEED_SIZE};
+use crate::rc::TpmResult;
 use crate::unmarshal::{In, Out};
+use vtpm_wire::structures::{MlDsaParameterSet, MlKemParameterSet};
 
 /// Largest TPM2B_DIGEST (and TPM2B_AUTH): a SHA-512 digest.
 pub(crate) const MAX_DIGEST: usize = 64;
 /// Largest ML-DSA public key (ML-DSA-87).
-pub(crate) const MAX_MLDSA_PUBLIC: usize = 2592;
+pub(crate) const MAX_MLDSA_PUBLIC: usize = MlDsaParameterSet::MlDsa87.public_key_size();
 /// Largest ML-KEM encapsulation key (ML-KEM-1024).
-pub(crate) const MAX_MLKEM_PUBLIC: usize = 1568;
+pub(crate) const MAX_MLKEM_PUBLIC: usize = MlKemParameterSet::MlKem1024.public_key_size();
 /// Largest TPM2B_PUBLIC content this simulator can produce or accept.
 pub(crate) const MAX_PUBLIC: usize = 2 + 2 + 4 + 2 + MAX_DIGEST + 8 + 2 + MAX_MLDSA_PUBLIC;
 /// Largest TPM2B_PRIVATE: integrity HMAC plus an encrypted TPM2B_SENSITIVE.
@@ -52,14 +54,14 @@ impl AesCfb {
             return Ok(None);
         }
         if algorithm != TPM_ALG_AES {
-            return Err(rc::SYMMETRIC);
+            return Err(ResponseCode::SYMMETRIC);
         }
         let key_bits = r.u16()?;
         if key_bits != 128 && key_bits != 256 {
-            return Err(rc::KEY_SIZE);
+            return Err(ResponseCode::KEY_SIZE);
         }
         if r.u16()? != TPM_ALG_CFB {
-            return Err(rc::MODE);
+            return Err(ResponseCode::MODE);
         }
         Ok(Some(Self { key_bits }))
     }
@@ -80,15 +82,15 @@ impl AesCfb {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Kind {
     MlDsa {
-        set: MlDsaSet,
+        set: MlDsaParameterSet,
         external_mu: bool,
     },
     HashMlDsa {
-        set: MlDsaSet,
+        set: MlDsaParameterSet,
         hash: HashAlg,
     },
     MlKem {
-        set: MlKemSet,
+        set: MlKemParameterSet,
         symmetric: Option<AesCfb>,
     },
     SymCipher {
@@ -107,7 +109,7 @@ impl Kind {
     }
 
     /// The ML-DSA parameter set of a signing key.
-    pub(crate) fn mldsa_set(&self) -> Option<MlDsaSet> {
+    pub(crate) fn mldsa_set(&self) -> Option<MlDsaParameterSet> {
         match self {
             Self::MlDsa { set, .. } | Self::HashMlDsa { set, .. } => Some(*set),
             _ => None,
@@ -146,29 +148,32 @@ impl Public {
         let name_alg = HashAlg::from_alg(r.u16()?).ok_or(ResponseCode::HASH)?;
         let attributes = r.u32()?;
         if attributes & RESERVED_ATTRIBUTES != 0 {
-            return Err(rc::RESERVED_BITS);
+            return Err(ResponseCode::RESERVED_BITS);
         }
         let auth_policy = r.tpm2b(MAX_DIGEST)?.to_vec();
         let kind = match type_alg {
             TPM_ALG_MLDSA => {
-                let set = MlDsaSet::from_id(r.u16()?).ok_or(TPM_RC_PARMS)?;
+                let set =
+                    MlDsaParameterSet::from_id(r.u16()?).ok_or(vtpm_wire::ResponseCode::PARMS)?;
                 Kind::MlDsa {
                     set,
                     external_mu: r.yes_no()?,
                 }
             }
             TPM_ALG_HASH_MLDSA => {
-                let set = MlDsaSet::from_id(r.u16()?).ok_or(TPM_RC_PARMS)?;
+                let set =
+                    MlDsaParameterSet::from_id(r.u16()?).ok_or(vtpm_wire::ResponseCode::PARMS)?;
                 let hash = HashAlg::from_alg(r.u16()?).ok_or(ResponseCode::HASH)?;
                 Kind::HashMlDsa { set, hash }
             }
             TPM_ALG_MLKEM => {
                 let symmetric = AesCfb::read(r, true)?;
-                let set = MlKemSet::from_id(r.u16()?).ok_or(TPM_RC_PARMS)?;
+                let set =
+                    MlKemParameterSet::from_id(r.u16()?).ok_or(vtpm_wire::ResponseCode::PARMS)?;
                 Kind::MlKem { set, symmetric }
             }
             _ => Kind::SymCipher {
-                aes: AesCfb::read(r, false)?.ok_or(rc::SYMMETRIC)?,
+                aes: AesCfb::read(r, false)?.ok_or(ResponseCode::SYMMETRIC)?,
             },
         };
         let unique = r.tpm2b(kind.max_unique())?.to_vec();
@@ -267,7 +272,7 @@ impl Public {
                     return Err(ResponseCode::ATTRIBUTES);
                 }
                 if restricted != symmetric.is_some() {
-                    return Err(rc::SYMMETRIC);
+                    return Err(ResponseCode::SYMMETRIC);
                 }
             }
             Kind::SymCipher { .. } => {
@@ -299,8 +304,9 @@ impl Public {
     }
 }
 
-/// The private key of an object, always as the seed it is expanded from.
-#[derive(Clone)]
+/// The private key of an object, always as the seed it is expanded from;
+/// wiped when dropped.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub(crate) enum Secret {
     MlDsa([u8; MLDSA_SEED_SIZE]),
     MlKem([u8; MLKEM_SEED_SIZE]),
@@ -317,26 +323,15 @@ impl Secret {
     }
 }
 
-/// A TPMT_SENSITIVE.
-#[derive(Clone)]
+/// A TPMT_SENSITIVE; every field is wiped when it is dropped, and `Debug`
+/// prints nothing of it.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
 pub(crate) struct Sensitive {
     /// authValue, trailing zeros removed.
     pub(crate) auth: Vec<u8>,
     /// seedValue: for a storage parent the seed that protects its children.
     pub(crate) seed_value: Vec<u8>,
     pub(crate) secret: Secret,
-}
-
-impl Drop for Sensitive {
-    fn drop(&mut self) {
-        self.auth.zeroize();
-        self.seed_value.zeroize();
-        match &mut self.secret {
-            Secret::MlDsa(s) => s.zeroize(),
-            Secret::MlKem(s) => s.zeroize(),
-            Secret::Aes(k) => k.zeroize(),
-        }
-    }
 }
 
 impl std::fmt::Debug for Sensitive {
@@ -346,9 +341,12 @@ impl std::fmt::Debug for Sensitive {
 }
 
 impl Sensitive {
-    /// The marshalled TPMT_SENSITIVE of an object of type `type_alg`.
-    pub(crate) fn to_bytes(&self, type_alg: u16) -> Vec<u8> {
-        let mut out = Vec::with_capacity(8 + 2 * MAX_DIGEST + MLKEM_SEED_SIZE);
+    /// The marshalled TPMT_SENSITIVE of an object of type `type_alg`, in a
+    /// buffer sized so that it never reallocates and wiped when dropped.
+    pub(crate) fn to_bytes(&self, type_alg: u16) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(Vec::with_capacity(
+            8 + self.auth.len() + self.seed_value.len() + self.secret.bytes().len(),
+        ));
         out.put_u16(type_alg);
         out.put_tpm2b(&self.auth);
         out.put_tpm2b(&self.seed_value);
@@ -360,86 +358,124 @@ impl Sensitive {
     /// TPM_RC_BINDING or a size code.
     pub(crate) fn read(r: &mut In<'_>, public: &Public) -> TpmResult<Self> {
         if r.u16()? != public.kind.type_alg() {
-            return Err(rc::BINDING);
+            return Err(ResponseCode::BINDING);
         }
-        let auth = r.tpm2b(public.name_alg.size())?.to_vec();
-        let seed_value = r.tpm2b(MAX_DIGEST)?.to_vec();
+        let auth = Zeroizing::new(r.tpm2b(public.name_alg.size())?.to_vec());
+        let seed_value = Zeroizing::new(r.tpm2b(MAX_DIGEST)?.to_vec());
         let key = r.tpm2b(MLKEM_SEED_SIZE)?;
         let secret = match &public.kind {
             Kind::MlDsa { .. } | Kind::HashMlDsa { .. } => {
-                Secret::MlDsa(key.try_into().map_err(|_| rc::KEY_SIZE)?)
+                Secret::MlDsa(key.try_into().map_err(|_| ResponseCode::KEY_SIZE)?)
             }
-            Kind::MlKem { .. } => Secret::MlKem(key.try_into().map_err(|_| rc::KEY_SIZE)?),
+            Kind::MlKem { .. } => {
+                Secret::MlKem(key.try_into().map_err(|_| ResponseCode::KEY_SIZE)?)
+            }
             Kind::SymCipher { aes } => {
                 if key.len() != aes.key_bytes() {
-                    return Err(rc::KEY_SIZE);
+                    return Err(ResponseCode::KEY_SIZE);
                 }
                 Secret::Aes(key.to_vec())
             }
         };
         if public.child_protection().is_some() && seed_value.len() != public.name_alg.size() {
-            return Err(rc::BINDING);
+            return Err(ResponseCode::BINDING);
         }
         Ok(Self {
-            auth,
-            seed_value,
+            auth: take(auth),
+            seed_value: take(seed_value),
             secret,
         })
     }
 }
 
+/// Moves a buffer out of its wrapper without copying its bytes (the
+/// wrapper is left empty).
+fn take(mut buffer: Zeroizing<Vec<u8>>) -> Vec<u8> {
+    std::mem::take(&mut *buffer)
+}
+
+impl Sensitive {
+    /// True when the secret produces the public key in `public`, the
+    /// binding TPM2_Load checks (TPM_RC_BINDING otherwise).
+    pub(crate) fn is_bound_to(&self, public: &Public) -> bool {
+        match (&public.kind, &self.secret) {
+            (Kind::MlDsa { set, .. } | Kind::HashMlDsa { set, .. }, Secret::MlDsa(xi)) => {
+                set.public_key(xi) == public.unique
+            }
+            (Kind::MlKem { set, .. }, Secret::MlKem(seed)) => set.public_key(seed) == public.unique,
+            (Kind::SymCipher { .. }, Secret::Aes(key)) => {
+                public.name_alg.digest(&[&self.seed_value, key]) == public.unique
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Removes the trailing zero bytes of an authorization value, as the TPM
 /// does before storing or comparing one.
-pub(crate) fn trim_auth(auth: &[u8]) -> Vec<u8> {
+pub(crate) fn trim_auth(auth: &[u8]) -> Zeroizing<Vec<u8>> {
     let end = auth.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-    auth[..end].to_vec()
+    Zeroizing::new(auth[..end].to_vec())
 }
 
 /// Where new key material comes from: a KDF over a primary seed (primary
 /// objects are reproducible) or the random generator (ordinary objects).
 pub(crate) trait KeySource {
-    fn take(&mut self, label: &[u8], len: usize) -> Vec<u8>;
+    /// `len` bytes of key material for `label`, wiped when dropped.
+    fn take(&mut self, label: &[u8], len: usize) -> Zeroizing<Vec<u8>>;
 }
 
 /// Fills in a new object's secrets from `source`, sets the public key in
-/// `public.unique`, and returns the sensitive area.
+/// `public.unique`, and returns the sensitive area. A cancel request stops
+/// it between steps with TPM_RC_CANCELED (the expansion of the public key
+/// is the long one).
 pub(crate) fn generate(
     public: &mut Public,
-    auth: Vec<u8>,
+    auth: Zeroizing<Vec<u8>>,
     source: &mut dyn KeySource,
-) -> Sensitive {
+    cancel: &CancelHandle,
+) -> TpmResult<Sensitive> {
     let seed_value =
         if public.child_protection().is_some() || matches!(public.kind, Kind::SymCipher { .. }) {
             source.take(b"SEED VALUE", public.name_alg.size())
         } else {
-            Vec::new()
+            Zeroizing::new(Vec::new())
         };
+    cancel.check()?;
     let secret = match &public.kind {
         Kind::MlDsa { set, .. } | Kind::HashMlDsa { set, .. } => {
-            let mut xi = [0u8; MLDSA_SEED_SIZE];
-            xi.copy_from_slice(&source.take(b"ML-DSA XI", MLDSA_SEED_SIZE));
-            public.unique = set.public_key(&xi);
-            Secret::MlDsa(xi)
+            // Filled in place, so no copy of ξ stays behind on the stack.
+            let mut secret = Secret::MlDsa([0; MLDSA_SEED_SIZE]);
+            if let Secret::MlDsa(xi) = &mut secret {
+                xi.copy_from_slice(&source.take(b"ML-DSA XI", MLDSA_SEED_SIZE));
+                cancel.check()?;
+                public.unique = set.public_key(xi);
+            }
+            secret
         }
         Kind::MlKem { set, .. } => {
-            let mut seed = [0u8; MLKEM_SEED_SIZE];
-            seed.copy_from_slice(&source.take(b"ML-KEM D Z", MLKEM_SEED_SIZE));
-            public.unique = set.public_key(&seed);
-            Secret::MlKem(seed)
+            let mut secret = Secret::MlKem([0; MLKEM_SEED_SIZE]);
+            if let Secret::MlKem(seed) = &mut secret {
+                seed.copy_from_slice(&source.take(b"ML-KEM D Z", MLKEM_SEED_SIZE));
+                cancel.check()?;
+                public.unique = set.public_key(seed);
+            }
+            secret
         }
         Kind::SymCipher { aes } => {
             let key = source.take(b"AES KEY", aes.key_bytes());
             // The unique value of a symmetric key commits to the key
             // without revealing it: H(obfuscation value ‖ key).
             public.unique = public.name_alg.digest(&[&seed_value, &key]);
-            Secret::Aes(key)
+            Secret::Aes(take(key))
         }
     };
-    Sensitive {
-        auth,
-        seed_value,
+    cancel.check()?;
+    Ok(Sensitive {
+        auth: take(auth),
+        seed_value: take(seed_value),
         secret,
-    }
+    })
 }
 
 /// The qualified name of an object named `name` under a parent whose
@@ -467,18 +503,32 @@ pub(crate) struct Object {
     pub(crate) sensitive: Option<Sensitive>,
 }
 
+impl Object {
+    /// A loaded object: its name and, under a parent with qualified name
+    /// `parent_qualified_name`, its qualified name.
+    pub(crate) fn new(
+        public: Public,
+        parent_qualified_name: &[u8],
+        hierarchy: u32,
+        sensitive: Option<Sensitive>,
+    ) -> Self {
+        let name = public.name();
+        let qualified_name = qualified_name(public.name_alg, parent_qualified_name, &name);
+        Self {
+            public,
+            name,
+            qualified_name,
+            hierarchy,
+            sensitive,
+        }
+    }
+}
+
 /// The symmetric key and HMAC key a storage parent derives from its
 /// seedValue to protect a child named `child_name`.
 struct ProtectionKeys {
-    symmetric: Vec<u8>,
-    integrity: Vec<u8>,
-}
-
-impl Drop for ProtectionKeys {
-    fn drop(&mut self) {
-        self.symmetric.zeroize();
-        self.integrity.zeroize();
-    }
+    symmetric: Zeroizing<Vec<u8>>,
+    integrity: Zeroizing<Vec<u8>>,
 }
 
 fn protection_keys(parent: &Object, child_name: &[u8]) -> Option<ProtectionKeys> {
@@ -501,7 +551,8 @@ pub(crate) fn wrap_private(
     let name = child.name();
     let keys = protection_keys(parent, &name)?;
     let plain = sensitive.to_bytes(child.kind.type_alg());
-    let mut encrypted = Vec::with_capacity(plain.len() + 2);
+    // Holds the plaintext until it is encrypted in place.
+    let mut encrypted = Zeroizing::new(Vec::with_capacity(plain.len() + 2));
     encrypted.put_tpm2b(&plain);
     if !aes_cfb(&keys.symmetric, &mut encrypted, true) {
         return None;
@@ -535,12 +586,11 @@ pub(crate) fn unwrap_private(
         .public
         .name_alg
         .hmac(&keys.integrity, &[encrypted, &name]);
-    if !constant_time_eq(integrity, &expected) {
+    if !secrets_equal(integrity, &expected) {
         return Err(ResponseCode::INTEGRITY);
     }
-    let mut plain = encrypted.to_vec();
+    let mut plain = Zeroizing::new(encrypted.to_vec());
     if !aes_cfb(&keys.symmetric, &mut plain, false) {
-        plain.zeroize();
         return Err(ResponseCode::FAILURE);
     }
     let result = (|| {
@@ -549,10 +599,9 @@ pub(crate) fn unwrap_private(
         r.done()?;
         Ok(sensitive)
     })();
-    plain.zeroize();
     // The integrity check passed, so a malformed inside means the blob was
     // made for a different public area by someone holding the parent's keys.
-    result.map_err(|_: ResponseCode| rc::BINDING)
+    result.map_err(|_: ResponseCode| ResponseCode::BINDING)
 }
 
 #[cfg(test)]
@@ -568,7 +617,7 @@ mod tests {
 
     #[test]
     fn public_area_round_trips_the_wire_templates() {
-        use vtpm_wire::pqc::{MlDsaParameterSet, MlKemParameterSet, PublicArea};
+        use vtpm_wire::structures::{MlDsaParameterSet, MlKemParameterSet, PublicArea};
         let templates = [
             PublicArea::mldsa(MlDsaParameterSet::MlDsa65).with_external_mu(),
             PublicArea::hash_mldsa(
@@ -589,7 +638,7 @@ mod tests {
 
     #[test]
     fn bad_public_areas_get_their_codes() {
-        use vtpm_wire::pqc::{MlDsaParameterSet, PublicArea};
+        use vtpm_wire::structures::{MlDsaParameterSet, PublicArea};
         let good = PublicArea::mldsa(MlDsaParameterSet::MlDsa44).to_bytes();
         let mut t = good.clone();
         t[1] = 0x01; // RSA
@@ -599,10 +648,10 @@ mod tests {
         assert_eq!(parse(&t), Err(ResponseCode::HASH));
         let mut t = good.clone();
         t[7] |= 1;
-        assert_eq!(parse(&t), Err(rc::RESERVED_BITS));
+        assert_eq!(parse(&t), Err(ResponseCode::RESERVED_BITS));
         let mut t = good.clone();
         t[11] = 9;
-        assert_eq!(parse(&t), Err(TPM_RC_PARMS));
+        assert_eq!(parse(&t), Err(vtpm_wire::ResponseCode::PARMS));
         let mut t = good.clone();
         t[12] = 2;
         assert_eq!(parse(&t), Err(ResponseCode::VALUE));
@@ -619,10 +668,77 @@ mod tests {
         );
     }
 
+    /// Key material that raises the cancel line once `label` is drawn,
+    /// as a cancel arriving in the middle of key generation would.
+    struct CancelAfter<'a> {
+        label: &'static [u8],
+        cancel: &'a CancelHandle,
+    }
+
+    impl KeySource for CancelAfter<'_> {
+        fn take(&mut self, label: &[u8], len: usize) -> Zeroizing<Vec<u8>> {
+            if label == self.label {
+                self.cancel.cancel();
+            }
+            Zeroizing::new(vec![7; len])
+        }
+    }
+
+    #[test]
+    fn a_cancel_during_key_generation_stops_it_before_the_public_key() {
+        use vtpm_wire::structures::{MlDsaParameterSet, MlKemParameterSet, PublicArea};
+        for (template, label) in [
+            (
+                PublicArea::mldsa(MlDsaParameterSet::MlDsa87),
+                &b"ML-DSA XI"[..],
+            ),
+            (
+                PublicArea::mlkem(MlKemParameterSet::MlKem1024),
+                b"ML-KEM D Z",
+            ),
+            (PublicArea::storage_parent(), b"SEED VALUE"),
+        ] {
+            let mut public = parse(&template.to_bytes()).unwrap();
+            let cancel = CancelHandle::default();
+            let mut source = CancelAfter {
+                label,
+                cancel: &cancel,
+            };
+            let result = generate(
+                &mut public,
+                Zeroizing::new(Vec::new()),
+                &mut source,
+                &cancel,
+            );
+            assert_eq!(result.err(), Some(ResponseCode::CANCELED));
+            assert!(public.unique.is_empty(), "no public key was expanded");
+            // Without a request the same generation completes.
+            let idle = CancelHandle::default();
+            let mut source = CancelAfter {
+                label: b"none",
+                cancel: &idle,
+            };
+            let sensitive =
+                generate(&mut public, Zeroizing::new(Vec::new()), &mut source, &idle).unwrap();
+            assert!(sensitive.is_bound_to(&public));
+        }
+    }
+
+    #[test]
+    fn debug_of_a_sensitive_area_prints_no_key_bytes() {
+        let sensitive = Sensitive {
+            auth: b"password".to_vec(),
+            seed_value: vec![0xAB; 32],
+            secret: Secret::MlDsa([0xCD; MLDSA_SEED_SIZE]),
+        };
+        let shown = format!("{sensitive:?}");
+        assert_eq!(shown, "Sensitive(..)");
+    }
+
     #[test]
     fn trailing_zeros_leave_auth_values() {
-        assert_eq!(trim_auth(b"ab\0\0"), b"ab");
-        assert_eq!(trim_auth(b"\0\0"), b"");
-        assert_eq!(trim_auth(b"a\0b"), b"a\0b");
+        assert_eq!(*trim_auth(b"ab\0\0"), b"ab");
+        assert_eq!(*trim_auth(b"\0\0"), b"");
+        assert_eq!(*trim_auth(b"a\0b"), b"a\0b");
     }
 }

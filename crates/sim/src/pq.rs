@@ -11,11 +11,14 @@ use ml_dsa::{
 };
 use ml_kem::{Decapsulate, DecapsulationKey, EncapsulationKey, KeyExport};
 use shake::{ExtendableOutput, Shake256, Update, XofReader};
-use vtpm_wire::pqc::{
-    TPM_MLDSA_44, TPM_MLDSA_65, TPM_MLDSA_87, TPM_MLKEM_1024, TPM_MLKEM_512, TPM_MLKEM_768,
-};
+use vtpm_wire::structures::{MlDsaParameterSet, MlKemParameterSet};
+use zeroize::Zeroizing;
 
+use vtpm_wire::ResponseCode;
+
+use crate::cancel::CancelHandle;
 use crate::crypto::{Drbg, HashAlg};
+use crate::rc::TpmResult;
 
 /// The last expanded ML-DSA signing key of each parameter set, with the
 /// seed it came from. Expanding ξ costs about a third of an ML-DSA-87
@@ -87,14 +90,6 @@ fn forget<P: MlDsaParams>(slot: &mut CacheSlot<P>) {
     *slot = None;
 }
 
-/// An ML-DSA parameter set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum MlDsaSet {
-    MlDsa44,
-    MlDsa65,
-    MlDsa87,
-}
-
 /// Length of an ML-DSA private seed ξ.
 pub(crate) const MLDSA_SEED_SIZE: usize = 32;
 /// Length of an ML-KEM private seed d‖z.
@@ -104,42 +99,30 @@ pub(crate) const MLDSA_MU_SIZE: usize = 64;
 /// Largest ML-DSA context string (FIPS 204 §5.2).
 pub(crate) const MLDSA_MAX_CONTEXT: usize = 255;
 
-impl MlDsaSet {
-    pub(crate) fn from_id(id: u16) -> Option<Self> {
-        match id {
-            TPM_MLDSA_44 => Some(Self::MlDsa44),
-            TPM_MLDSA_65 => Some(Self::MlDsa65),
-            TPM_MLDSA_87 => Some(Self::MlDsa87),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn id(self) -> u16 {
-        match self {
-            Self::MlDsa44 => TPM_MLDSA_44,
-            Self::MlDsa65 => TPM_MLDSA_65,
-            Self::MlDsa87 => TPM_MLDSA_87,
-        }
-    }
-
-    pub(crate) fn public_key_size(self) -> usize {
-        match self {
-            Self::MlDsa44 => 1312,
-            Self::MlDsa65 => 1952,
-            Self::MlDsa87 => 2592,
-        }
-    }
-
-    pub(crate) fn signature_size(self) -> usize {
-        match self {
-            Self::MlDsa44 => 2420,
-            Self::MlDsa65 => 3309,
-            Self::MlDsa87 => 4627,
-        }
-    }
-
+/// The ML-DSA operations of a parameter set; the set's identifiers and sizes
+/// are wire's table ([`MlDsaParameterSet`]).
+pub(crate) trait MlDsa: Copy {
     /// The encoded public key (pkEncode) generated from seed ξ.
-    pub(crate) fn public_key(self, xi: &[u8; MLDSA_SEED_SIZE]) -> Vec<u8> {
+    fn public_key(self, xi: &[u8; MLDSA_SEED_SIZE]) -> Vec<u8>;
+    /// A hedged signature over the message representative `mu`.
+    /// TPM_RC_CANCELED when `cancel` is requested between expanding the key
+    /// and signing; TPM_RC_FAILURE only if rejection sampling gives up,
+    /// which FIPS 204's bound makes practically impossible.
+    fn sign_mu(
+        self,
+        xi: &[u8; MLDSA_SEED_SIZE],
+        mu: &[u8; MLDSA_MU_SIZE],
+        rng: &mut Drbg,
+        cache: &mut SigningKeyCache,
+        cancel: &CancelHandle,
+    ) -> TpmResult<Vec<u8>>;
+    /// Verifies `signature` over `mu` under the encoded public key `pk`.
+    fn verify_mu(self, pk: &[u8], mu: &[u8; MLDSA_MU_SIZE], signature: &[u8]) -> bool;
+}
+
+impl MlDsa for MlDsaParameterSet {
+    /// The encoded public key (pkEncode) generated from seed ξ.
+    fn public_key(self, xi: &[u8; MLDSA_SEED_SIZE]) -> Vec<u8> {
         fn run<P: MlDsaParams>(xi: &[u8; MLDSA_SEED_SIZE]) -> Vec<u8> {
             let sk = SigningKey::<P>::from_seed(&(*xi).into());
             sk.verifying_key().encode().to_vec()
@@ -151,36 +134,36 @@ impl MlDsaSet {
         }
     }
 
-    /// A hedged signature over the message representative `mu`; `None`
-    /// only if rejection sampling gives up, which FIPS 204's bound makes
-    /// practically impossible.
-    pub(crate) fn sign_mu(
+    fn sign_mu(
         self,
         xi: &[u8; MLDSA_SEED_SIZE],
         mu: &[u8; MLDSA_MU_SIZE],
         rng: &mut Drbg,
         cache: &mut SigningKeyCache,
-    ) -> Option<Vec<u8>> {
+        cancel: &CancelHandle,
+    ) -> TpmResult<Vec<u8>> {
         fn run<P: CachedParams>(
             xi: &[u8; MLDSA_SEED_SIZE],
             mu: &[u8; MLDSA_MU_SIZE],
             rng: &mut Drbg,
             cache: &mut SigningKeyCache,
-        ) -> Option<Vec<u8>> {
+            cancel: &CancelHandle,
+        ) -> TpmResult<Vec<u8>> {
             let sk = cache.expanded::<P>(xi);
-            let sig = sk.sign_mu_randomized(&(*mu).into(), rng).ok()?;
-            Some(sig.encode().to_vec())
+            cancel.check()?;
+            let sig = sk
+                .sign_mu_randomized(&(*mu).into(), rng)
+                .map_err(|_| ResponseCode::FAILURE)?;
+            Ok(sig.encode().to_vec())
         }
         match self {
-            Self::MlDsa44 => run::<ml_dsa::MlDsa44>(xi, mu, rng, cache),
-            Self::MlDsa65 => run::<ml_dsa::MlDsa65>(xi, mu, rng, cache),
-            Self::MlDsa87 => run::<ml_dsa::MlDsa87>(xi, mu, rng, cache),
+            Self::MlDsa44 => run::<ml_dsa::MlDsa44>(xi, mu, rng, cache, cancel),
+            Self::MlDsa65 => run::<ml_dsa::MlDsa65>(xi, mu, rng, cache, cancel),
+            Self::MlDsa87 => run::<ml_dsa::MlDsa87>(xi, mu, rng, cache, cancel),
         }
     }
 
-    /// Verifies `signature` over `mu` under the encoded public key `pk`.
-    /// Wrong lengths and malformed signatures are simply invalid.
-    pub(crate) fn verify_mu(self, pk: &[u8], mu: &[u8; MLDSA_MU_SIZE], signature: &[u8]) -> bool {
+    fn verify_mu(self, pk: &[u8], mu: &[u8; MLDSA_MU_SIZE], signature: &[u8]) -> bool {
         fn run<P: MlDsaParams>(pk: &[u8], mu: &[u8; MLDSA_MU_SIZE], signature: &[u8]) -> bool {
             let Ok(encoded) = EncodedVerifyingKey::<P>::try_from(pk) else {
                 return false;
@@ -257,15 +240,15 @@ pub(crate) fn mldsa_mu(
 macro_rules! with_kem {
     ($set:expr, $p:ident => $body:block) => {
         match $set {
-            MlKemSet::MlKem512 => {
+            MlKemParameterSet::MlKem512 => {
                 type $p = ml_kem::MlKem512;
                 $body
             }
-            MlKemSet::MlKem768 => {
+            MlKemParameterSet::MlKem768 => {
                 type $p = ml_kem::MlKem768;
                 $body
             }
-            MlKemSet::MlKem1024 => {
+            MlKemParameterSet::MlKem1024 => {
                 type $p = ml_kem::MlKem1024;
                 $body
             }
@@ -273,50 +256,26 @@ macro_rules! with_kem {
     };
 }
 
-/// An ML-KEM parameter set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum MlKemSet {
-    MlKem512,
-    MlKem768,
-    MlKem1024,
+/// The ML-KEM operations of a parameter set; identifiers and sizes are
+/// wire's table ([`MlKemParameterSet`]).
+pub(crate) trait MlKem: Copy {
+    /// The encapsulation key generated from seed d‖z.
+    fn public_key(self, seed: &[u8; MLKEM_SEED_SIZE]) -> Vec<u8>;
+    /// True when `ek` passes the FIPS 203 encapsulation-key check.
+    fn public_key_is_valid(self, ek: &[u8]) -> bool;
+    /// Encapsulates to `ek` with randomness `m`: (shared secret, ciphertext).
+    fn encapsulate(self, ek: &[u8], m: &[u8; 32]) -> Option<(Zeroizing<Vec<u8>>, Vec<u8>)>;
+    /// Decapsulates `ciphertext` with the key from `seed`.
+    fn decapsulate(
+        self,
+        seed: &[u8; MLKEM_SEED_SIZE],
+        ciphertext: &[u8],
+    ) -> Option<Zeroizing<Vec<u8>>>;
 }
 
-impl MlKemSet {
-    pub(crate) fn from_id(id: u16) -> Option<Self> {
-        match id {
-            TPM_MLKEM_512 => Some(Self::MlKem512),
-            TPM_MLKEM_768 => Some(Self::MlKem768),
-            TPM_MLKEM_1024 => Some(Self::MlKem1024),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn id(self) -> u16 {
-        match self {
-            Self::MlKem512 => TPM_MLKEM_512,
-            Self::MlKem768 => TPM_MLKEM_768,
-            Self::MlKem1024 => TPM_MLKEM_1024,
-        }
-    }
-
-    pub(crate) fn public_key_size(self) -> usize {
-        match self {
-            Self::MlKem512 => 800,
-            Self::MlKem768 => 1184,
-            Self::MlKem1024 => 1568,
-        }
-    }
-
-    pub(crate) fn ciphertext_size(self) -> usize {
-        match self {
-            Self::MlKem512 => 768,
-            Self::MlKem768 => 1088,
-            Self::MlKem1024 => 1568,
-        }
-    }
-
+impl MlKem for MlKemParameterSet {
     /// The encapsulation key generated from seed d‖z.
-    pub(crate) fn public_key(self, seed: &[u8; MLKEM_SEED_SIZE]) -> Vec<u8> {
+    fn public_key(self, seed: &[u8; MLKEM_SEED_SIZE]) -> Vec<u8> {
         with_kem!(self, P => {
             let dk = DecapsulationKey::<P>::from_seed((*seed).into());
             dk.encapsulation_key().to_bytes().to_vec()
@@ -325,32 +284,32 @@ impl MlKemSet {
 
     /// True when `ek` passes the FIPS 203 encapsulation-key check (length
     /// and modulus).
-    pub(crate) fn public_key_is_valid(self, ek: &[u8]) -> bool {
+    fn public_key_is_valid(self, ek: &[u8]) -> bool {
         self.encapsulate(ek, &[0; 32]).is_some()
     }
 
     /// Encapsulates to `ek` with randomness `m`: (shared secret, ciphertext),
     /// or `None` for an invalid key.
-    pub(crate) fn encapsulate(self, ek: &[u8], m: &[u8; 32]) -> Option<(Vec<u8>, Vec<u8>)> {
+    fn encapsulate(self, ek: &[u8], m: &[u8; 32]) -> Option<(Zeroizing<Vec<u8>>, Vec<u8>)> {
         with_kem!(self, P => {
             let key = ml_kem::Key::<EncapsulationKey<P>>::try_from(ek).ok()?;
             let ek = EncapsulationKey::<P>::new(&key).ok()?;
             let (ct, ss) = ek.encapsulate_deterministic(&(*m).into());
-            Some((ss.to_vec(), ct.to_vec()))
+            Some((Zeroizing::new(ss.to_vec()), ct.to_vec()))
         })
     }
 
     /// Decapsulates `ciphertext` with the key from `seed`; `None` when the
     /// ciphertext has the wrong length.
-    pub(crate) fn decapsulate(
+    fn decapsulate(
         self,
         seed: &[u8; MLKEM_SEED_SIZE],
         ciphertext: &[u8],
-    ) -> Option<Vec<u8>> {
+    ) -> Option<Zeroizing<Vec<u8>>> {
         with_kem!(self, P => {
             let ct = ml_kem::Ciphertext::<P>::try_from(ciphertext).ok()?;
             let dk = DecapsulationKey::<P>::from_seed((*seed).into());
-            Some(dk.decapsulate(&ct).to_vec())
+            Some(Zeroizing::new(dk.decapsulate(&ct).to_vec()))
         })
     }
 }
@@ -362,7 +321,11 @@ mod tests {
     #[test]
     fn mldsa_sign_verify_round_trip_and_sizes() {
         let mut rng = Drbg::new(b"t");
-        for set in [MlDsaSet::MlDsa44, MlDsaSet::MlDsa65, MlDsaSet::MlDsa87] {
+        for set in [
+            MlDsaParameterSet::MlDsa44,
+            MlDsaParameterSet::MlDsa65,
+            MlDsaParameterSet::MlDsa87,
+        ] {
             let xi = [set.id() as u8; 32];
             let pk = set.public_key(&xi);
             assert_eq!(pk.len(), set.public_key_size());
@@ -375,7 +338,13 @@ mod tests {
             )
             .unwrap();
             let sig = set
-                .sign_mu(&xi, &mu, &mut rng, &mut SigningKeyCache::default())
+                .sign_mu(
+                    &xi,
+                    &mu,
+                    &mut rng,
+                    &mut SigningKeyCache::default(),
+                    &CancelHandle::default(),
+                )
                 .unwrap();
             assert_eq!(sig.len(), set.signature_size());
             assert!(set.verify_mu(&pk, &mu, &sig));
@@ -391,10 +360,10 @@ mod tests {
         let mut rng = Drbg::new(b"c");
         let mut cache = SigningKeyCache::default();
         let keys = [
-            (MlDsaSet::MlDsa87, [1u8; 32]),
-            (MlDsaSet::MlDsa87, [2u8; 32]),
-            (MlDsaSet::MlDsa44, [1u8; 32]),
-            (MlDsaSet::MlDsa87, [1u8; 32]),
+            (MlDsaParameterSet::MlDsa87, [1u8; 32]),
+            (MlDsaParameterSet::MlDsa87, [2u8; 32]),
+            (MlDsaParameterSet::MlDsa44, [1u8; 32]),
+            (MlDsaParameterSet::MlDsa87, [1u8; 32]),
         ];
         for round in 0..2 {
             for (set, xi) in keys {
@@ -404,7 +373,9 @@ mod tests {
                     message: &[round],
                 };
                 let mu = mldsa_mu(&pk, &message).unwrap();
-                let sig = set.sign_mu(&xi, &mu, &mut rng, &mut cache).unwrap();
+                let sig = set
+                    .sign_mu(&xi, &mu, &mut rng, &mut cache, &CancelHandle::default())
+                    .unwrap();
                 assert!(
                     set.verify_mu(&pk, &mu, &sig),
                     "{set:?} {xi:?} round {round}"
@@ -416,8 +387,25 @@ mod tests {
     }
 
     #[test]
+    fn a_cancel_request_stops_signing_after_the_key_expansion() {
+        let mut rng = Drbg::new(b"x");
+        let mut cache = SigningKeyCache::default();
+        let set = MlDsaParameterSet::MlDsa87;
+        let xi = [3u8; 32];
+        let cancel = CancelHandle::default();
+        cancel.cancel();
+        let result = set.sign_mu(&xi, &[0; 64], &mut rng, &mut cache, &cancel);
+        assert_eq!(result, Err(ResponseCode::CANCELED));
+        assert!(cache.mldsa87.is_some(), "the key was expanded first");
+    }
+
+    #[test]
     fn mlkem_round_trip_and_sizes() {
-        for set in [MlKemSet::MlKem512, MlKemSet::MlKem768, MlKemSet::MlKem1024] {
+        for set in [
+            MlKemParameterSet::MlKem512,
+            MlKemParameterSet::MlKem768,
+            MlKemParameterSet::MlKem1024,
+        ] {
             let seed = [set.id() as u8; 64];
             let ek = set.public_key(&seed);
             assert_eq!(ek.len(), set.public_key_size());

@@ -1,33 +1,10 @@
-//! Response codes the simulator needs beyond `vtpm_wire::ResponseCode`'s
-//! named set, and helpers that attach a parameter, handle or session number.
+//! Helpers that attach a parameter, handle or session number to a response
+//! code (the codes themselves are `vtpm_wire::ResponseCode`'s).
 
 use vtpm_wire::ResponseCode;
 
 /// The result of a command step: a TPM response code on failure.
 pub(crate) type TpmResult<T> = Result<T, ResponseCode>;
-
-/// TPM_RC_KEY_SIZE (format 1).
-pub(crate) const KEY_SIZE: ResponseCode = ResponseCode(0x087);
-/// TPM_RC_MODE (format 1).
-pub(crate) const MODE: ResponseCode = ResponseCode(0x089);
-/// TPM_RC_TICKET (format 1).
-pub(crate) const TICKET: ResponseCode = ResponseCode(0x08C);
-/// TPM_RC_NONCE (format 1).
-pub(crate) const NONCE: ResponseCode = ResponseCode(0x08F);
-/// TPM_RC_SYMMETRIC (format 1).
-pub(crate) const SYMMETRIC: ResponseCode = ResponseCode(0x096);
-/// TPM_RC_TAG (format 1): a structure tag is wrong.
-pub(crate) const TAG: ResponseCode = ResponseCode(0x097);
-/// TPM_RC_RESERVED_BITS (format 1).
-pub(crate) const RESERVED_BITS: ResponseCode = ResponseCode(0x0A1);
-/// TPM_RC_BINDING (format 1): public and sensitive areas do not match.
-pub(crate) const BINDING: ResponseCode = ResponseCode(0x0A5);
-/// TPM_RC_REFERENCE_H0 (warning): the first handle references an object
-/// that is not loaded; H1..H6 follow.
-pub(crate) const REFERENCE_H0: ResponseCode = ResponseCode(0x910);
-/// TPM_RC_REFERENCE_S0 (warning): the first session references a session
-/// that is not loaded; S1..S6 follow.
-pub(crate) const REFERENCE_S0: ResponseCode = ResponseCode(0x918);
 
 /// Bits that hold a parameter, handle or session number of a format-1 code.
 const NUMBER_BITS: u32 = 0xF40;
@@ -99,6 +76,9 @@ mod tests {
             at_parameter(ResponseCode::INITIALIZE, 1),
             ResponseCode::INITIALIZE
         );
-        assert_eq!(at_handle(REFERENCE_H0, 1), REFERENCE_H0);
+        assert_eq!(
+            at_handle(ResponseCode::REFERENCE_H0, 1),
+            ResponseCode::REFERENCE_H0
+        );
     }
 }

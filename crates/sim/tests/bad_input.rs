@@ -3,10 +3,11 @@
 mod common;
 
 use common::{exec, exec_at, rc, sim_with_seed, started};
+use vtpm_client as client;
+use vtpm_client::{get_capability, get_random, padded_get_random, startup};
 use vtpm_sim::{ConfigError, Sim, SimConfig};
-use vtpm_wire::commands::{get_capability, get_random, padded_get_random, startup};
 use vtpm_wire::consts::{TPM_RH_OWNER, TPM_SU_CLEAR};
-use vtpm_wire::pqc::{self, PublicArea};
+use vtpm_wire::structures::PublicArea;
 use vtpm_wire::{cc, CommandBuilder, ResponseCode};
 
 #[test]
@@ -110,22 +111,25 @@ fn value_and_handle_errors() {
         ResponseCode::VALUE.with_parameter(1)
     );
     // A transient handle with nothing loaded.
-    assert_eq!(rc(&exec(&mut sim, &pqc::read_public(0x8000_0003))).0, 0x910);
+    assert_eq!(
+        rc(&exec(&mut sim, &client::read_public(0x8000_0003))).0,
+        0x910
+    );
     // Not an object handle at all.
     assert_eq!(
-        rc(&exec(&mut sim, &pqc::read_public(0x4000_0001))),
+        rc(&exec(&mut sim, &client::read_public(0x4000_0001))),
         ResponseCode::VALUE.with_handle(1)
     );
     // No persistent objects exist.
     assert_eq!(
-        rc(&exec(&mut sim, &pqc::read_public(0x8100_0001))),
+        rc(&exec(&mut sim, &client::read_public(0x8100_0001))),
         ResponseCode::HANDLE.with_handle(1)
     );
     // CreatePrimary needs a hierarchy.
     let template = PublicArea::storage_parent();
     let response = exec(
         &mut sim,
-        &pqc::create_primary(0x4000_0009, b"", &template, b""),
+        &client::create_primary(0x4000_0009, b"", &template, b""),
     );
     assert_eq!(rc(&response), ResponseCode::VALUE.with_handle(1));
     // SelfTest takes a TPMI_YES_NO.
@@ -204,7 +208,7 @@ fn authorization_area_errors() {
     // The right command still works.
     let response = exec(
         &mut sim,
-        &pqc::create_primary(TPM_RH_OWNER, b"", &template, b""),
+        &client::create_primary(TPM_RH_OWNER, b"", &template, b""),
     );
     assert_eq!(rc(&response), ResponseCode::SUCCESS);
 }
@@ -227,13 +231,13 @@ fn trailing_bytes_inside_structures_are_size_errors() {
         ResponseCode::SIZE.with_parameter(2)
     );
     // Trailing bytes after the last parameter.
-    let mut command = pqc::read_public(0x8000_0000);
+    let mut command = client::read_public(0x8000_0000);
     command.push(0);
     let n = command.len() as u32;
     command[2..6].copy_from_slice(&n.to_be_bytes());
     let response = exec(
         &mut sim,
-        &pqc::create_primary(TPM_RH_OWNER, b"", &PublicArea::storage_parent(), b""),
+        &client::create_primary(TPM_RH_OWNER, b"", &PublicArea::storage_parent(), b""),
     );
     assert_eq!(rc(&response), ResponseCode::SUCCESS);
     assert_eq!(rc(&exec(&mut sim, &command)), ResponseCode::SIZE);
@@ -244,7 +248,7 @@ fn buffer_size_is_validated() {
     assert_eq!(
         Sim::new(SimConfig {
             buffer_size: 4095,
-            rng_seed: None
+            ..SimConfig::default()
         })
         .unwrap_err(),
         ConfigError::BufferTooSmall {
@@ -255,13 +259,13 @@ fn buffer_size_is_validated() {
     assert!(matches!(
         Sim::new(SimConfig {
             buffer_size: 1 << 20,
-            rng_seed: None
+            ..SimConfig::default()
         }),
         Err(ConfigError::BufferTooLarge { .. })
     ));
     let sim = Sim::new(SimConfig {
         buffer_size: 4096,
-        rng_seed: None,
+        ..SimConfig::default()
     })
     .unwrap();
     assert_eq!(sim.buffer_size(), 4096);

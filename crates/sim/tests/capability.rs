@@ -3,7 +3,7 @@
 mod common;
 
 use common::{exec, started};
-use vtpm_wire::commands::{get_capability, parse_tpm_properties, Response};
+use vtpm_client::{get_capability, parse_tpm_properties, Response};
 use vtpm_wire::consts::{
     TPM_ALG_HASH_MLDSA, TPM_ALG_MLDSA, TPM_ALG_MLKEM, TPM_CAP_ALGS, TPM_CAP_COMMANDS, TPM_CAP_PCRS,
     TPM_CAP_TPM_PROPERTIES, TPM_PT_MANUFACTURER, TPM_PT_MAX_COMMAND_SIZE, TPM_PT_MAX_RESPONSE_SIZE,
@@ -25,7 +25,7 @@ fn properties_report_the_buffer_and_the_platform() {
     assert_eq!(get(TPM_PT_PCR_COUNT), Some(24));
     assert_eq!(get(TPM_PT_MANUFACTURER), Some(u32::from_be_bytes(*b"VTPM")));
     assert_eq!(get(0x100), Some(0x322E_3000));
-    assert_eq!(get(vtpm_wire::pqc::TPM_PT_ML_PARAMETER_SETS), Some(0x7F));
+    assert_eq!(get(vtpm_wire::consts::TPM_PT_ML_PARAMETER_SETS), Some(0x7F));
     // Starting in the middle and asking for one entry.
     let one = parse_tpm_properties(&exec(
         &mut sim,

@@ -5,10 +5,11 @@ mod common;
 
 use common::{assert_well_formed, started};
 use proptest::prelude::*;
+use vtpm_client as client;
+use vtpm_client::{get_capability, get_random, pcr_extend_sha256, pcr_read, startup};
 use vtpm_sim::Sim;
-use vtpm_wire::commands::{get_capability, get_random, pcr_extend_sha256, pcr_read, startup};
 use vtpm_wire::consts::{TPM_ALG_SHA256, TPM_RH_OWNER};
-use vtpm_wire::pqc::{self, MlDsaParameterSet, MlKemParameterSet, PublicArea, Signature};
+use vtpm_wire::structures::{MlDsaParameterSet, MlKemParameterSet, PublicArea, Signature};
 
 /// Valid commands to mutate: every command the simulator implements, with
 /// handles of the objects `setup` loads.
@@ -22,30 +23,35 @@ fn seeds() -> Vec<Vec<u8>> {
         get_capability(0, 0, 10),
         pcr_read(TPM_ALG_SHA256, &[0, 1, 16]),
         pcr_extend_sha256(16, &[1; 32]),
-        vtpm_wire::commands::pcr_reset(16),
-        vtpm_wire::commands::shutdown(1),
-        vtpm_wire::commands::self_test(true),
-        pqc::create_primary(TPM_RH_OWNER, b"", &storage, b""),
-        pqc::create(
+        vtpm_client::pcr_reset(16),
+        vtpm_client::shutdown(1),
+        vtpm_client::self_test(true),
+        client::create_primary(TPM_RH_OWNER, b"", &storage, b""),
+        client::create(
             0x8000_0000,
             b"",
             &PublicArea::mlkem(MlKemParameterSet::MlKem512),
             b"",
         ),
-        pqc::load(0x8000_0000, b"", &[0; 80], &signer.to_bytes()),
-        pqc::load_external_public(
+        client::load(0x8000_0000, b"", &[0; 80], &signer.to_bytes()),
+        client::load_external_public(
             &signer.clone().with_unique(&[1; 1312]).to_bytes(),
             TPM_RH_OWNER,
         ),
-        pqc::read_public(0x8000_0001),
-        pqc::flush_context(0x8000_0002),
-        pqc::sign(0x8000_0001, b"", &[2; 32]),
-        pqc::sign_digest(0x8000_0001, b"", b"", &[2; 64]),
-        pqc::verify_signature(0x8000_0001, &[2; 32], &Signature::MlDsa(vec![0; 2420])),
-        pqc::verify_digest_signature(0x8000_0001, b"", &[2; 64], &Signature::MlDsa(vec![0; 2420])),
-        pqc::encapsulate(0x8000_0002),
-        pqc::decapsulate(0x8000_0002, b"", &[0; 768]),
-        pqc::hierarchy_change_auth(TPM_RH_OWNER, b"", b"x"),
+        client::read_public(0x8000_0001),
+        client::flush_context(0x8000_0002),
+        client::sign(0x8000_0001, b"", &[2; 32]),
+        client::sign_digest(0x8000_0001, b"", b"", &[2; 64]),
+        client::verify_signature(0x8000_0001, &[2; 32], &Signature::MlDsa(vec![0; 2420])),
+        client::verify_digest_signature(
+            0x8000_0001,
+            b"",
+            &[2; 64],
+            &Signature::MlDsa(vec![0; 2420]),
+        ),
+        client::encapsulate(0x8000_0002),
+        client::decapsulate(0x8000_0002, b"", &[0; 768]),
+        client::hierarchy_change_auth(TPM_RH_OWNER, b"", b"x"),
     ]
 }
 
@@ -61,10 +67,10 @@ fn setup() -> Sim {
     ] {
         sim.execute(
             0,
-            &pqc::create_primary(TPM_RH_OWNER, b"", &template, b""),
+            &client::create_primary(TPM_RH_OWNER, b"", &template, b""),
             &mut response,
         );
-        pqc::parse_create_primary(&response).expect("setup key");
+        client::parse_create_primary(&response).expect("setup key");
     }
     sim
 }

@@ -10,12 +10,11 @@ use fips204::traits::{KeyGen, SerDes, Signer, Verifier};
 use fips204::{ml_dsa_44, ml_dsa_65, ml_dsa_87, pre_hash};
 use sha2::{Digest, Sha256, Sha384, Sha512};
 use shake::{ExtendableOutput, Shake256, Update, XofReader};
+use vtpm_client as client;
 use vtpm_sim::Sim;
 use vtpm_wire::consts::{TPM_ALG_SHA256, TPM_ALG_SHA384, TPM_ALG_SHA512, TPM_RH_OWNER};
-use vtpm_wire::pqc::{
-    self, MlDsaParameterSet, PublicArea, Signature, TPM_ALG_SHAKE256, TPM_ST_DIGEST_VERIFIED,
-    TPM_ST_VERIFIED,
-};
+use vtpm_wire::consts::{TPM_ALG_SHAKE256, TPM_ST_DIGEST_VERIFIED, TPM_ST_VERIFIED};
+use vtpm_wire::structures::{MlDsaParameterSet, PublicArea, Signature};
 use vtpm_wire::ResponseCode;
 
 /// Verifies with fips204: pure ML-DSA over `message` with `ctx`, or
@@ -99,7 +98,7 @@ fn external_mu(pk: &[u8], ctx: &[u8], message: &[u8]) -> Vec<u8> {
 }
 
 fn read_public_key(sim: &mut Sim, handle: u32) -> Vec<u8> {
-    let out = pqc::parse_read_public(&exec(sim, &pqc::read_public(handle))).unwrap();
+    let out = client::parse_read_public(&exec(sim, &client::read_public(handle))).unwrap();
     out.public.public_key().to_vec()
 }
 
@@ -115,14 +114,15 @@ fn sign_with_mldsa_verifies_independently_for_every_set() {
             "ReadPublic and CreatePrimary agree"
         );
         let digest = Sha256::digest(b"a message for TPM2_Sign");
-        let sig = pqc::parse_sign(&exec(&mut sim, &pqc::sign(key.handle, b"", &digest))).unwrap();
+        let sig =
+            client::parse_sign(&exec(&mut sim, &client::sign(key.handle, b"", &digest))).unwrap();
         assert!(matches!(sig, Signature::MlDsa(_)));
         // Pure ML-DSA of the digest bytes as the message, empty context.
         assert_independently_valid(set, &pk, sig.bytes(), b"", &digest, None);
 
-        let ticket = pqc::parse_verify(&exec(
+        let ticket = client::parse_verify(&exec(
             &mut sim,
-            &pqc::verify_signature(key.handle, &digest, &sig),
+            &client::verify_signature(key.handle, &digest, &sig),
         ))
         .unwrap();
         assert_eq!(ticket.tag, TPM_ST_VERIFIED);
@@ -132,7 +132,7 @@ fn sign_with_mldsa_verifies_independently_for_every_set() {
         bad[100] ^= 0x80;
         let response = exec(
             &mut sim,
-            &pqc::verify_signature(key.handle, &digest, &Signature::MlDsa(bad)),
+            &client::verify_signature(key.handle, &digest, &Signature::MlDsa(bad)),
         );
         assert_eq!(rc(&response), ResponseCode::SIGNATURE.with_parameter(2));
         flush(&mut sim, key.handle);
@@ -148,16 +148,16 @@ fn sign_digest_with_external_mu_verifies_independently_for_every_set() {
         let message = b"the message itself never reaches the TPM";
         let ctx = b"vtpm context";
         let mu = external_mu(&pk, ctx, message);
-        let sig = pqc::parse_sign(&exec(
+        let sig = client::parse_sign(&exec(
             &mut sim,
-            &pqc::sign_digest(key.handle, b"k", b"", &mu),
+            &client::sign_digest(key.handle, b"k", b"", &mu),
         ))
         .unwrap();
         assert_independently_valid(set, &pk, sig.bytes(), ctx, message, None);
 
-        let ticket = pqc::parse_verify(&exec(
+        let ticket = client::parse_verify(&exec(
             &mut sim,
-            &pqc::verify_digest_signature(key.handle, b"", &mu, &sig),
+            &client::verify_digest_signature(key.handle, b"", &mu, &sig),
         ))
         .unwrap();
         assert_eq!(ticket.tag, TPM_ST_DIGEST_VERIFIED);
@@ -166,7 +166,7 @@ fn sign_digest_with_external_mu_verifies_independently_for_every_set() {
         other_mu[0] ^= 1;
         let response = exec(
             &mut sim,
-            &pqc::verify_digest_signature(key.handle, b"", &other_mu, &sig),
+            &client::verify_digest_signature(key.handle, b"", &other_mu, &sig),
         );
         assert_eq!(rc(&response), ResponseCode::SIGNATURE.with_parameter(3));
         flush(&mut sim, key.handle);
@@ -200,9 +200,9 @@ fn hash_mldsa_signatures_verify_independently_for_every_set_and_hash() {
 
         // TPM2_SignDigest with a context string.
         let ctx = b"ctx";
-        let sig = pqc::parse_sign(&exec(
+        let sig = client::parse_sign(&exec(
             &mut sim,
-            &pqc::sign_digest(key.handle, b"", ctx, digest),
+            &client::sign_digest(key.handle, b"", ctx, digest),
         ))
         .unwrap();
         assert_eq!(
@@ -213,15 +213,15 @@ fn hash_mldsa_signatures_verify_independently_for_every_set_and_hash() {
             }
         );
         assert_independently_valid(set, &pk, sig.bytes(), ctx, digest, Some(oid));
-        let ticket = pqc::parse_verify(&exec(
+        let ticket = client::parse_verify(&exec(
             &mut sim,
-            &pqc::verify_digest_signature(key.handle, ctx, digest, &sig),
+            &client::verify_digest_signature(key.handle, ctx, digest, &sig),
         ))
         .unwrap();
         assert_eq!(ticket.metadata, Some(*hash_alg));
         let response = exec(
             &mut sim,
-            &pqc::verify_digest_signature(key.handle, b"other", digest, &sig),
+            &client::verify_digest_signature(key.handle, b"other", digest, &sig),
         );
         assert_eq!(
             rc(&response),
@@ -230,11 +230,12 @@ fn hash_mldsa_signatures_verify_independently_for_every_set_and_hash() {
         );
 
         // TPM2_Sign: the digest is PH(M) with an empty context.
-        let sig = pqc::parse_sign(&exec(&mut sim, &pqc::sign(key.handle, b"", digest))).unwrap();
+        let sig =
+            client::parse_sign(&exec(&mut sim, &client::sign(key.handle, b"", digest))).unwrap();
         assert_independently_valid(set, &pk, sig.bytes(), b"", digest, Some(oid));
-        pqc::parse_verify(&exec(
+        client::parse_verify(&exec(
             &mut sim,
-            &pqc::verify_signature(key.handle, digest, &sig),
+            &client::verify_signature(key.handle, digest, &sig),
         ))
         .unwrap();
         flush(&mut sim, key.handle);
@@ -251,17 +252,17 @@ fn signatures_from_fips204_verify_in_the_sim_through_load_external() {
             let area = PublicArea::mldsa($set)
                 .with_external_mu()
                 .with_unique(&pk_bytes);
-            let loaded = pqc::parse_load(&exec(
+            let loaded = client::parse_load(&exec(
                 &mut sim,
-                &pqc::load_external_public(&area.to_bytes(), vtpm_wire::consts::TPM_RH_NULL),
+                &client::load_external_public(&area.to_bytes(), vtpm_wire::consts::TPM_RH_NULL),
             ))
             .unwrap();
             let message = [9u8; 32];
             let sig = sk.try_sign_with_seed(&[1; 32], &message, b"").unwrap();
             let sig = Signature::MlDsa(sig.to_vec());
-            let ticket = pqc::parse_verify(&exec(
+            let ticket = client::parse_verify(&exec(
                 &mut sim,
-                &pqc::verify_signature(loaded.handle, &message, &sig),
+                &client::verify_signature(loaded.handle, &message, &sig),
             ))
             .unwrap();
             assert_eq!(ticket.hierarchy, vtpm_wire::consts::TPM_RH_NULL);
@@ -270,20 +271,20 @@ fn signatures_from_fips204_verify_in_the_sim_through_load_external() {
                 "keys in the NULL hierarchy get NULL tickets"
             );
             let mu = external_mu(&pk_bytes, b"", &message);
-            pqc::parse_verify(&exec(
+            client::parse_verify(&exec(
                 &mut sim,
-                &pqc::verify_digest_signature(loaded.handle, b"", &mu, &sig),
+                &client::verify_digest_signature(loaded.handle, b"", &mu, &sig),
             ))
             .unwrap();
             let mut bad = sig.bytes().to_vec();
             bad[7] ^= 4;
             let response = exec(
                 &mut sim,
-                &pqc::verify_signature(loaded.handle, &message, &Signature::MlDsa(bad)),
+                &client::verify_signature(loaded.handle, &message, &Signature::MlDsa(bad)),
             );
             assert_eq!(rc(&response), ResponseCode::SIGNATURE.with_parameter(2));
             // Signing needs the private key, which an external public key lacks.
-            let response = exec(&mut sim, &pqc::sign(loaded.handle, b"", &message));
+            let response = exec(&mut sim, &client::sign(loaded.handle, b"", &message));
             assert_eq!(rc(&response), ResponseCode::AUTH_UNAVAILABLE);
             flush(&mut sim, loaded.handle);
         }};
@@ -301,22 +302,31 @@ fn signing_keys_follow_their_scheme_rules() {
         &PublicArea::mldsa(MlDsaParameterSet::MlDsa44),
         b"",
     );
-    // No allowExternalMu: SignDigest is refused with TPM_RC_EXT_MU.
+    // No allowExternalMu: SignDigest is refused with vtpm_wire::ResponseCode::EXT_MU.
     let response = exec(
         &mut sim,
-        &pqc::sign_digest(plain.handle, b"", b"", &[0; 64]),
+        &client::sign_digest(plain.handle, b"", b"", &[0; 64]),
     );
-    assert_eq!(rc(&response), pqc::TPM_RC_EXT_MU.with_handle(1));
+    assert_eq!(
+        rc(&response),
+        vtpm_wire::ResponseCode::EXT_MU.with_handle(1)
+    );
     let ext = primary(
         &mut sim,
         &PublicArea::mldsa(MlDsaParameterSet::MlDsa44).with_external_mu(),
         b"",
     );
     // μ is 64 bytes.
-    let response = exec(&mut sim, &pqc::sign_digest(ext.handle, b"", b"", &[0; 32]));
+    let response = exec(
+        &mut sim,
+        &client::sign_digest(ext.handle, b"", b"", &[0; 32]),
+    );
     assert_eq!(rc(&response), ResponseCode::SIZE.with_parameter(2));
     // μ already holds the context.
-    let response = exec(&mut sim, &pqc::sign_digest(ext.handle, b"", b"c", &[0; 64]));
+    let response = exec(
+        &mut sim,
+        &client::sign_digest(ext.handle, b"", b"c", &[0; 64]),
+    );
     assert_eq!(rc(&response), ResponseCode::VALUE.with_parameter(1));
     // HashML-DSA: the digest must match the pre-hash.
     let hashed = primary(
@@ -324,18 +334,18 @@ fn signing_keys_follow_their_scheme_rules() {
         &PublicArea::hash_mldsa(MlDsaParameterSet::MlDsa44, TPM_ALG_SHA384),
         b"",
     );
-    let response = exec(&mut sim, &pqc::sign(hashed.handle, b"", &[0; 32]));
+    let response = exec(&mut sim, &client::sign(hashed.handle, b"", &[0; 32]));
     assert_eq!(rc(&response), ResponseCode::SIZE.with_parameter(1));
     // A pure signature offered to a HashML-DSA key is the wrong scheme.
     let response = exec(
         &mut sim,
-        &pqc::verify_signature(hashed.handle, &[0; 48], &Signature::MlDsa(vec![0; 2420])),
+        &client::verify_signature(hashed.handle, &[0; 48], &Signature::MlDsa(vec![0; 2420])),
     );
     assert_eq!(rc(&response), ResponseCode::SCHEME.with_parameter(2));
     // A context longer than 255 bytes does not fit TPM2B_SIGNATURE_CTX.
     let response = exec(
         &mut sim,
-        &pqc::sign_digest(hashed.handle, b"", &[1; 256], &[0; 48]),
+        &client::sign_digest(hashed.handle, b"", &[1; 256], &[0; 48]),
     );
     assert_eq!(rc(&response), ResponseCode::SIZE.with_parameter(1));
 }
@@ -348,22 +358,23 @@ fn mldsa_87_sign_digest_response_needs_more_than_4096_bytes() {
         &PublicArea::mldsa(MlDsaParameterSet::MlDsa87).with_external_mu(),
         b"",
     );
-    let command = pqc::sign_digest(key.handle, b"", b"", &[3; 64]);
+    let command = client::sign_digest(key.handle, b"", b"", &[3; 64]);
     let response = exec(&mut sim, &command);
     assert_eq!(response.len(), 4650);
-    let sig = pqc::parse_sign(&response).unwrap();
-    let verify = pqc::verify_digest_signature(key.handle, b"", &[3; 64], &sig);
+    let sig = client::parse_sign(&response).unwrap();
+    let verify = client::verify_digest_signature(key.handle, b"", &[3; 64], &sig);
     assert_eq!(verify.len(), 4713);
-    pqc::parse_verify(&exec(&mut sim, &verify)).unwrap();
+    client::parse_verify(&exec(&mut sim, &verify)).unwrap();
 
     // With the classic 4096-byte buffer the signature cannot be returned
     // and the verify command cannot be sent.
     let mut small = vtpm_sim::Sim::new(vtpm_sim::SimConfig {
         buffer_size: 4096,
         rng_seed: Some([1; 32]),
+        ..vtpm_sim::SimConfig::default()
     })
     .unwrap();
-    exec(&mut small, &vtpm_wire::commands::startup(0));
+    exec(&mut small, &vtpm_client::startup(0));
     let key = primary(
         &mut small,
         &PublicArea::mldsa(MlDsaParameterSet::MlDsa87).with_external_mu(),
@@ -371,12 +382,12 @@ fn mldsa_87_sign_digest_response_needs_more_than_4096_bytes() {
     );
     let response = exec(
         &mut small,
-        &pqc::sign_digest(key.handle, b"", b"", &[3; 64]),
+        &client::sign_digest(key.handle, b"", b"", &[3; 64]),
     );
     assert_eq!(rc(&response), ResponseCode::SIZE);
     let response = exec(
         &mut small,
-        &pqc::verify_digest_signature(key.handle, b"", &[3; 64], &sig),
+        &client::verify_digest_signature(key.handle, b"", &[3; 64], &sig),
     );
     assert_eq!(rc(&response), ResponseCode::COMMAND_SIZE);
 }

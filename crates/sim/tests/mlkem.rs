@@ -7,9 +7,10 @@ mod common;
 use common::{exec, flush, primary, rc, started};
 use fips203::traits::{Decaps, Encaps, KeyGen, SerDes};
 use fips203::{ml_kem_1024, ml_kem_512, ml_kem_768};
+use vtpm_client as client;
 use vtpm_sim::Sim;
 use vtpm_wire::consts::TPM_RH_OWNER;
-use vtpm_wire::pqc::{self, MlKemParameterSet, PublicArea};
+use vtpm_wire::structures::{MlKemParameterSet, PublicArea};
 use vtpm_wire::ResponseCode;
 
 /// fips203 encapsulation to `ek` with randomness `seed`: (secret, ciphertext).
@@ -30,7 +31,7 @@ fn fips_encapsulate(set: MlKemParameterSet, ek: &[u8], seed: [u8; 32]) -> (Vec<u
 }
 
 fn decapsulate(sim: &mut Sim, key: u32, auth: &[u8], ciphertext: &[u8]) -> Vec<u8> {
-    pqc::parse_decapsulate(&exec(sim, &pqc::decapsulate(key, auth, ciphertext))).unwrap()
+    client::parse_decapsulate(&exec(sim, &client::decapsulate(key, auth, ciphertext))).unwrap()
 }
 
 #[test]
@@ -39,7 +40,8 @@ fn sim_encapsulation_round_trips_for_every_set() {
     for set in MlKemParameterSet::ALL {
         let key = primary(&mut sim, &PublicArea::mlkem(set), b"kem");
         assert_eq!(key.public.public_key().len(), set.public_key_size());
-        let out = pqc::parse_encapsulate(&exec(&mut sim, &pqc::encapsulate(key.handle))).unwrap();
+        let out =
+            client::parse_encapsulate(&exec(&mut sim, &client::encapsulate(key.handle))).unwrap();
         assert_eq!(out.shared_secret.len(), 32);
         assert_eq!(out.ciphertext.len(), set.ciphertext_size());
         assert_eq!(
@@ -47,7 +49,8 @@ fn sim_encapsulation_round_trips_for_every_set() {
             out.shared_secret
         );
         // Each encapsulation is fresh.
-        let again = pqc::parse_encapsulate(&exec(&mut sim, &pqc::encapsulate(key.handle))).unwrap();
+        let again =
+            client::parse_encapsulate(&exec(&mut sim, &client::encapsulate(key.handle))).unwrap();
         assert_ne!(again.shared_secret, out.shared_secret);
         flush(&mut sim, key.handle);
     }
@@ -58,7 +61,8 @@ fn fips203_encapsulation_to_the_sim_key_decapsulates_in_the_sim() {
     let mut sim = started();
     for set in MlKemParameterSet::ALL {
         let key = primary(&mut sim, &PublicArea::mlkem(set), b"");
-        let read = pqc::parse_read_public(&exec(&mut sim, &pqc::read_public(key.handle))).unwrap();
+        let read =
+            client::parse_read_public(&exec(&mut sim, &client::read_public(key.handle))).unwrap();
         let ek = read.public.public_key().to_vec();
         let (secret, ciphertext) = fips_encapsulate(set, &ek, [5; 32]);
         assert_eq!(
@@ -83,7 +87,7 @@ fn fips203_encapsulation_to_the_sim_key_decapsulates_in_the_sim() {
         // A wrong-length ciphertext is refused.
         let response = exec(
             &mut sim,
-            &pqc::decapsulate(key.handle, b"", &ciphertext[1..]),
+            &client::decapsulate(key.handle, b"", &ciphertext[1..]),
         );
         assert_eq!(rc(&response), ResponseCode::SIZE.with_parameter(1));
         flush(&mut sim, key.handle);
@@ -98,13 +102,14 @@ fn sim_encapsulation_to_a_fips203_key_decapsulates_in_fips203() {
             let (ek, dk) = $m::KG::keygen_from_seed([1; 32], [2; 32]);
             let ek_bytes = ek.into_bytes();
             let area = PublicArea::mlkem($set).with_unique(&ek_bytes);
-            let loaded = pqc::parse_load(&exec(
+            let loaded = client::parse_load(&exec(
                 &mut sim,
-                &pqc::load_external_public(&area.to_bytes(), TPM_RH_OWNER),
+                &client::load_external_public(&area.to_bytes(), TPM_RH_OWNER),
             ))
             .unwrap();
             let out =
-                pqc::parse_encapsulate(&exec(&mut sim, &pqc::encapsulate(loaded.handle))).unwrap();
+                client::parse_encapsulate(&exec(&mut sim, &client::encapsulate(loaded.handle)))
+                    .unwrap();
             let ct =
                 $m::CipherText::try_from_bytes(out.ciphertext.clone().try_into().unwrap()).unwrap();
             let secret = dk.try_decaps(&ct).unwrap();
@@ -112,7 +117,7 @@ fn sim_encapsulation_to_a_fips203_key_decapsulates_in_fips203() {
             // Decapsulation needs the private key.
             let response = exec(
                 &mut sim,
-                &pqc::decapsulate(loaded.handle, b"", &out.ciphertext),
+                &client::decapsulate(loaded.handle, b"", &out.ciphertext),
             );
             assert_eq!(rc(&response), ResponseCode::AUTH_UNAVAILABLE);
             flush(&mut sim, loaded.handle);
@@ -128,17 +133,17 @@ fn kem_commands_check_the_key() {
     let mut sim = started();
     let signer = primary(
         &mut sim,
-        &PublicArea::mldsa(pqc::MlDsaParameterSet::MlDsa44),
+        &PublicArea::mldsa(vtpm_wire::structures::MlDsaParameterSet::MlDsa44),
         b"",
     );
-    let response = exec(&mut sim, &pqc::encapsulate(signer.handle));
+    let response = exec(&mut sim, &client::encapsulate(signer.handle));
     assert_eq!(rc(&response), ResponseCode::KEY.with_handle(1));
     let parent = primary(
         &mut sim,
         &PublicArea::mlkem_storage_parent(MlKemParameterSet::MlKem768),
         b"",
     );
-    let response = exec(&mut sim, &pqc::encapsulate(parent.handle));
+    let response = exec(&mut sim, &client::encapsulate(parent.handle));
     assert_eq!(
         rc(&response),
         ResponseCode::ATTRIBUTES.with_handle(1),
@@ -148,7 +153,7 @@ fn kem_commands_check_the_key() {
     let area = PublicArea::mlkem(MlKemParameterSet::MlKem512).with_unique(&[0xFF; 800]);
     let response = exec(
         &mut sim,
-        &pqc::load_external_public(&area.to_bytes(), TPM_RH_OWNER),
+        &client::load_external_public(&area.to_bytes(), TPM_RH_OWNER),
     );
     assert_eq!(rc(&response), ResponseCode::KEY.with_parameter(2));
 }

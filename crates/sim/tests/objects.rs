@@ -5,14 +5,15 @@ mod common;
 
 use common::{exec, flush, primary, rc, sim_with_seed, started};
 use sha2::{Digest, Sha256};
-use vtpm_wire::commands::startup;
-use vtpm_wire::consts::{TPM_RH_ENDORSEMENT, TPM_RH_NULL, TPM_RH_OWNER, TPM_RH_PLATFORM};
-use vtpm_wire::pqc::{
-    self, MlDsaParameterSet, MlKemParameterSet, PublicArea, TPMA_OBJECT_DECRYPT,
-    TPMA_OBJECT_FIXED_PARENT, TPMA_OBJECT_FIXED_TPM, TPMA_OBJECT_NO_DA,
+use vtpm_client as client;
+use vtpm_client::startup;
+use vtpm_wire::consts::{
+    TPMA_OBJECT_DECRYPT, TPMA_OBJECT_FIXED_PARENT, TPMA_OBJECT_FIXED_TPM, TPMA_OBJECT_NO_DA,
     TPMA_OBJECT_SENSITIVE_DATA_ORIGIN, TPMA_OBJECT_SIGN, TPMA_OBJECT_USER_WITH_AUTH,
     TPM_RH_LOCKOUT,
 };
+use vtpm_wire::consts::{TPM_RH_ENDORSEMENT, TPM_RH_NULL, TPM_RH_OWNER, TPM_RH_PLATFORM};
+use vtpm_wire::structures::{MlDsaParameterSet, MlKemParameterSet, PublicArea};
 use vtpm_wire::ResponseCode;
 
 #[test]
@@ -35,9 +36,9 @@ fn create_primary_is_deterministic_for_seed_and_template() {
     // simulator gives a different key.
     let salted = primary(&mut sim, &template.clone().with_unique(b"salt"), b"");
     assert_ne!(salted.public.public_key(), a.public.public_key());
-    let endorsement = pqc::parse_create_primary(&exec(
+    let endorsement = client::parse_create_primary(&exec(
         &mut sim,
-        &pqc::create_primary(TPM_RH_ENDORSEMENT, b"", &template, b""),
+        &client::create_primary(TPM_RH_ENDORSEMENT, b"", &template, b""),
     ))
     .unwrap();
     assert_ne!(endorsement.public.public_key(), a.public.public_key());
@@ -50,11 +51,11 @@ fn create_primary_is_deterministic_for_seed_and_template() {
 fn null_hierarchy_keys_change_on_every_tpm_reset() {
     let template = PublicArea::mlkem(MlKemParameterSet::MlKem512);
     let mut sim = started();
-    let create = pqc::create_primary(TPM_RH_NULL, b"", &template, b"");
-    let first = pqc::parse_create_primary(&exec(&mut sim, &create)).unwrap();
+    let create = client::create_primary(TPM_RH_NULL, b"", &template, b"");
+    let first = client::parse_create_primary(&exec(&mut sim, &create)).unwrap();
     sim.reset();
     exec(&mut sim, &startup(0));
-    let second = pqc::parse_create_primary(&exec(&mut sim, &create)).unwrap();
+    let second = client::parse_create_primary(&exec(&mut sim, &create)).unwrap();
     assert_ne!(first.public, second.public);
     // Owner keys survive the reset.
     let owner_a = primary(&mut sim, &template, b"");
@@ -74,7 +75,8 @@ fn names_follow_the_public_area() {
     let mut expected = vec![0x00, 0x0B];
     expected.extend(Sha256::digest(&key.public_bytes));
     assert_eq!(key.name, expected);
-    let read = pqc::parse_read_public(&exec(&mut sim, &pqc::read_public(key.handle))).unwrap();
+    let read =
+        client::parse_read_public(&exec(&mut sim, &client::read_public(key.handle))).unwrap();
     assert_eq!(read.name, key.name);
     assert_eq!(read.public_bytes, key.public_bytes);
     let mut qn_input = TPM_RH_OWNER.to_be_bytes().to_vec();
@@ -99,15 +101,15 @@ fn create_and_load_round_trip_under_both_parent_kinds() {
     ] {
         let parent = primary(&mut sim, &parent_template, b"parent");
         let child_template = PublicArea::mldsa(MlDsaParameterSet::MlDsa87);
-        let created = pqc::parse_create(&exec(
+        let created = client::parse_create(&exec(
             &mut sim,
-            &pqc::create(parent.handle, b"parent", &child_template, b"child"),
+            &client::create(parent.handle, b"parent", &child_template, b"child"),
         ))
         .unwrap();
         assert_eq!(created.public.public_key().len(), 2592);
-        let loaded = pqc::parse_load(&exec(
+        let loaded = client::parse_load(&exec(
             &mut sim,
-            &pqc::load(
+            &client::load(
                 parent.handle,
                 b"parent",
                 &created.private,
@@ -129,20 +131,20 @@ fn create_and_load_round_trip_under_both_parent_kinds() {
         // The loaded key signs with the child's password, and the signature
         // verifies under the public key Create returned.
         let digest = [0x5A; 32];
-        let sig = pqc::parse_sign(&exec(
+        let sig = client::parse_sign(&exec(
             &mut sim,
-            &pqc::sign(loaded.handle, b"child", &digest),
+            &client::sign(loaded.handle, b"child", &digest),
         ))
         .unwrap();
-        pqc::parse_verify(&exec(
+        client::parse_verify(&exec(
             &mut sim,
-            &pqc::verify_signature(loaded.handle, &digest, &sig),
+            &client::verify_signature(loaded.handle, &digest, &sig),
         ))
         .unwrap();
         // Ordinary objects are random: a second Create differs.
-        let again = pqc::parse_create(&exec(
+        let again = client::parse_create(&exec(
             &mut sim,
-            &pqc::create(parent.handle, b"parent", &child_template, b"child"),
+            &client::create(parent.handle, b"parent", &child_template, b"child"),
         ))
         .unwrap();
         assert_ne!(again.public, created.public);
@@ -155,9 +157,9 @@ fn create_and_load_round_trip_under_both_parent_kinds() {
 fn tampered_private_or_public_areas_fail_load_with_integrity() {
     let mut sim = started();
     let parent = primary(&mut sim, &PublicArea::storage_parent(), b"");
-    let created = pqc::parse_create(&exec(
+    let created = client::parse_create(&exec(
         &mut sim,
-        &pqc::create(
+        &client::create(
             parent.handle,
             b"",
             &PublicArea::mlkem(MlKemParameterSet::MlKem512),
@@ -172,7 +174,7 @@ fn tampered_private_or_public_areas_fail_load_with_integrity() {
         private[position] ^= 0x01;
         let response = exec(
             &mut sim,
-            &pqc::load(parent.handle, b"", &private, &created.public_bytes),
+            &client::load(parent.handle, b"", &private, &created.public_bytes),
         );
         assert_eq!(
             rc(&response),
@@ -185,7 +187,7 @@ fn tampered_private_or_public_areas_fail_load_with_integrity() {
     public[last] ^= 0x01; // a byte of the public key
     let response = exec(
         &mut sim,
-        &pqc::load(parent.handle, b"", &created.private, &public),
+        &client::load(parent.handle, b"", &created.private, &public),
     );
     assert_eq!(
         rc(&response),
@@ -200,13 +202,13 @@ fn tampered_private_or_public_areas_fail_load_with_integrity() {
     );
     let response = exec(
         &mut sim,
-        &pqc::load(other.handle, b"", &created.private, &created.public_bytes),
+        &client::load(other.handle, b"", &created.private, &created.public_bytes),
     );
     assert_eq!(rc(&response), integrity_p1);
     // The genuine blob still loads.
-    pqc::parse_load(&exec(
+    client::parse_load(&exec(
         &mut sim,
-        &pqc::load(parent.handle, b"", &created.private, &created.public_bytes),
+        &client::load(parent.handle, b"", &created.private, &created.public_bytes),
     ))
     .unwrap();
 }
@@ -221,7 +223,7 @@ fn loading_needs_a_storage_parent() {
     );
     let response = exec(
         &mut sim,
-        &pqc::create(
+        &client::create(
             signer.handle,
             b"",
             &PublicArea::mldsa(MlDsaParameterSet::MlDsa44),
@@ -239,10 +241,13 @@ fn wrong_passwords_are_rejected_with_the_session_number() {
         &PublicArea::mldsa(MlDsaParameterSet::MlDsa44),
         b"right",
     );
-    let response = exec(&mut sim, &pqc::sign(da_key.handle, b"wrong", &[0; 32]));
+    let response = exec(&mut sim, &client::sign(da_key.handle, b"wrong", &[0; 32]));
     assert_eq!(rc(&response).0, 0x98E, "TPM_RC_AUTH_FAIL for session 1");
     // Trailing zeros do not count.
-    let response = exec(&mut sim, &pqc::sign(da_key.handle, b"right\0\0", &[0; 32]));
+    let response = exec(
+        &mut sim,
+        &client::sign(da_key.handle, b"right\0\0", &[0; 32]),
+    );
     assert_eq!(rc(&response), ResponseCode::SUCCESS);
 
     let no_da = PublicArea::mldsa(MlDsaParameterSet::MlDsa44).with_attributes(
@@ -254,7 +259,7 @@ fn wrong_passwords_are_rejected_with_the_session_number() {
             | TPMA_OBJECT_SIGN,
     );
     let key = primary(&mut sim, &no_da, b"right");
-    let response = exec(&mut sim, &pqc::sign(key.handle, b"", &[0; 32]));
+    let response = exec(&mut sim, &client::sign(key.handle, b"", &[0; 32]));
     assert_eq!(rc(&response).0, 0x9A2, "TPM_RC_BAD_AUTH for session 1");
 
     // Without userWithAuth a password cannot authorize the USER role.
@@ -262,28 +267,28 @@ fn wrong_passwords_are_rejected_with_the_session_number() {
         .clone()
         .with_attributes(no_da.attributes & !TPMA_OBJECT_USER_WITH_AUTH);
     let key = primary(&mut sim, &policy_only, b"");
-    let response = exec(&mut sim, &pqc::sign(key.handle, b"", &[0; 32]));
+    let response = exec(&mut sim, &client::sign(key.handle, b"", &[0; 32]));
     assert_eq!(rc(&response), ResponseCode::AUTH_UNAVAILABLE);
 
     // Hierarchy passwords.
     exec(
         &mut sim,
-        &pqc::hierarchy_change_auth(TPM_RH_OWNER, b"", b"owner"),
+        &client::hierarchy_change_auth(TPM_RH_OWNER, b"", b"owner"),
     );
     let template = PublicArea::mlkem(MlKemParameterSet::MlKem512);
     let response = exec(
         &mut sim,
-        &pqc::create_primary(TPM_RH_OWNER, b"", &template, b""),
+        &client::create_primary(TPM_RH_OWNER, b"", &template, b""),
     );
     assert_eq!(rc(&response).0, 0x9A2);
     let response = exec(
         &mut sim,
-        &pqc::create_primary(TPM_RH_OWNER, b"owner", &template, b""),
+        &client::create_primary(TPM_RH_OWNER, b"owner", &template, b""),
     );
     assert_eq!(rc(&response), ResponseCode::SUCCESS);
     let response = exec(
         &mut sim,
-        &pqc::hierarchy_change_auth(TPM_RH_LOCKOUT, b"x", b""),
+        &client::hierarchy_change_auth(TPM_RH_LOCKOUT, b"x", b""),
     );
     assert_eq!(
         rc(&response).0,
@@ -293,18 +298,18 @@ fn wrong_passwords_are_rejected_with_the_session_number() {
     // platformAuth is emptied by Startup(CLEAR); ownerAuth is not.
     exec(
         &mut sim,
-        &pqc::hierarchy_change_auth(TPM_RH_PLATFORM, b"", b"platform"),
+        &client::hierarchy_change_auth(TPM_RH_PLATFORM, b"", b"platform"),
     );
     sim.reset();
     exec(&mut sim, &startup(0));
-    pqc::parse_empty(&exec(
+    client::parse_empty(&exec(
         &mut sim,
-        &pqc::hierarchy_change_auth(TPM_RH_PLATFORM, b"", b""),
+        &client::hierarchy_change_auth(TPM_RH_PLATFORM, b"", b""),
     ))
     .unwrap();
     let response = exec(
         &mut sim,
-        &pqc::create_primary(TPM_RH_OWNER, b"", &template, b""),
+        &client::create_primary(TPM_RH_OWNER, b"", &template, b""),
     );
     assert_eq!(rc(&response).0, 0x9A2);
 }
@@ -319,7 +324,7 @@ fn the_transient_table_is_bounded() {
     }
     let response = exec(
         &mut sim,
-        &pqc::create_primary(TPM_RH_OWNER, b"", &template, b""),
+        &client::create_primary(TPM_RH_OWNER, b"", &template, b""),
     );
     assert_eq!(rc(&response), ResponseCode::OBJECT_MEMORY);
     flush(&mut sim, handles[3]);
@@ -327,12 +332,12 @@ fn the_transient_table_is_bounded() {
     assert_eq!(again.handle, handles[3], "the freed slot is reused");
     // Flushing twice, or a handle that was never loaded, is TPM_RC_HANDLE.
     flush(&mut sim, handles[0]);
-    let response = exec(&mut sim, &pqc::flush_context(handles[0]));
+    let response = exec(&mut sim, &client::flush_context(handles[0]));
     assert_eq!(rc(&response), ResponseCode::HANDLE.with_parameter(1));
-    let response = exec(&mut sim, &pqc::flush_context(0x4000_0001));
+    let response = exec(&mut sim, &client::flush_context(0x4000_0001));
     assert_eq!(rc(&response), ResponseCode::VALUE.with_parameter(1));
     // The flushed handle no longer names an object.
-    let response = exec(&mut sim, &pqc::read_public(handles[0]));
+    let response = exec(&mut sim, &client::read_public(handles[0]));
     assert_eq!(rc(&response).0, 0x910, "TPM_RC_REFERENCE_H0");
 }
 
@@ -347,7 +352,7 @@ fn attribute_rules_are_enforced() {
     );
     let response = exec(
         &mut sim,
-        &pqc::create_primary(TPM_RH_OWNER, b"", &decrypting_signer, b""),
+        &client::create_primary(TPM_RH_OWNER, b"", &decrypting_signer, b""),
     );
     assert_eq!(rc(&response), ResponseCode::ATTRIBUTES.with_parameter(2));
     let fixed_tpm_only = PublicArea::mlkem(MlKemParameterSet::MlKem512).with_attributes(
@@ -355,7 +360,7 @@ fn attribute_rules_are_enforced() {
     );
     let response = exec(
         &mut sim,
-        &pqc::create_primary(TPM_RH_OWNER, b"", &fixed_tpm_only, b""),
+        &client::create_primary(TPM_RH_OWNER, b"", &fixed_tpm_only, b""),
     );
     assert_eq!(rc(&response), ResponseCode::ATTRIBUTES.with_parameter(2));
     let mut bad_set = PublicArea::mldsa(MlDsaParameterSet::MlDsa44).to_bytes();
@@ -370,6 +375,6 @@ fn attribute_rules_are_enforced() {
         .finish();
     assert_eq!(
         rc(&exec(&mut sim, &command)),
-        pqc::TPM_RC_PARMS.with_parameter(2)
+        vtpm_wire::ResponseCode::PARMS.with_parameter(2)
     );
 }

@@ -5,9 +5,8 @@ mod common;
 
 use common::{exec, exec_at, rc, sim_with_seed, started};
 use sha2::{Digest, Sha256, Sha384};
-use vtpm_wire::commands::{
-    self, parse_pcr_read, pcr_extend_sha256, pcr_read, pcr_reset, shutdown, startup,
-};
+use vtpm_client as client;
+use vtpm_client::{parse_pcr_read, pcr_extend_sha256, pcr_read, pcr_reset, shutdown, startup};
 use vtpm_wire::consts::{
     TPM_ALG_SHA256, TPM_ALG_SHA384, TPM_ALG_SHA512, TPM_RH_NULL, TPM_SU_CLEAR, TPM_SU_STATE,
 };
@@ -140,7 +139,7 @@ fn locality_rules_for_pcrs_16_to_23() {
     }
     // The locality rules are also reported through TPM_CAP_PCR_PROPERTIES:
     // TPM_PT_PCR_EXTEND_L0 lists 0–16 and 23, not 17–22.
-    let response = exec(&mut sim, &commands::get_capability(7, 1, 1));
+    let response = exec(&mut sim, &client::get_capability(7, 1, 1));
     assert_eq!(
         &response[10..],
         &[1, 0, 0, 0, 7, 0, 0, 0, 1, 0, 0, 0, 1, 3, 0xFF, 0xFF, 0x81]

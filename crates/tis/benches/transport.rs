@@ -67,7 +67,7 @@ const ACCESSES: [(&str, FifoAccess); 2] =
     [("xfifo64", FifoAccess::Wide), ("bytes", FifoAccess::Bytes)];
 
 fn benches(c: &mut Criterion) {
-    let cmd = vtpm_wire::commands::padded_get_random(SIZE);
+    let cmd = vtpm_client::padded_get_random(SIZE);
     let mut rsp = Vec::with_capacity(SIZE);
     for (name, access) in ACCESSES {
         let mut d = driver(access);
@@ -96,7 +96,7 @@ fn median(runs: usize, batch: u32, mut f: impl FnMut()) -> Duration {
 }
 
 fn ratio() {
-    let cmd = vtpm_wire::commands::padded_get_random(SIZE);
+    let cmd = vtpm_client::padded_get_random(SIZE);
     let mut rsp = Vec::with_capacity(SIZE);
     let src16 = Box::new([0xA5u8; 2 * SIZE]);
     let mut dst16 = Box::new([0u8; 2 * SIZE]);

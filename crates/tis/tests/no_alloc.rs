@@ -76,7 +76,7 @@ fn a_warm_8k_round_trip_allocates_nothing() {
             swap,
         };
         let mut driver = TisDriver::new(bus);
-        let command = vtpm_wire::commands::padded_get_random(8192);
+        let command = vtpm_client::padded_get_random(8192);
         let mut response = Vec::with_capacity(8192);
         // Warm up: the driver probes once.
         driver

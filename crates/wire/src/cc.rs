@@ -1,5 +1,7 @@
 //! TPM 2.0 command codes (TPM_CC) used by vtpm.
 
+/// TPM2_HierarchyChangeAuth.
+pub const HIERARCHY_CHANGE_AUTH: u32 = 0x129;
 /// TPM2_CreatePrimary.
 pub const CREATE_PRIMARY: u32 = 0x131;
 /// TPM2_SelfTest.
@@ -58,6 +60,7 @@ pub const SIGN_SEQUENCE_START: u32 = 0x1AA;
 /// A short human name for a command code, for reports and logs.
 pub fn name(code: u32) -> &'static str {
     match code {
+        HIERARCHY_CHANGE_AUTH => "HierarchyChangeAuth",
         CREATE_PRIMARY => "CreatePrimary",
         SELF_TEST => "SelfTest",
         STARTUP => "Startup",

@@ -1,4 +1,5 @@
-//! Tags, algorithm identifiers, capabilities and properties.
+//! Tags, handles, algorithm identifiers, parameter sets, object attributes,
+//! capabilities and properties.
 
 /// TPM_ST_NO_SESSIONS.
 pub const TPM_ST_NO_SESSIONS: u16 = 0x8001;
@@ -75,3 +76,61 @@ pub const TPM_PT_PCR_COUNT: u32 = 0x112;
 pub const TPM_PT_MAX_COMMAND_SIZE: u32 = 0x11E;
 /// TPM_PT_MAX_RESPONSE_SIZE.
 pub const TPM_PT_MAX_RESPONSE_SIZE: u32 = 0x11F;
+
+/// TPM_MLDSA_44 (TPMI_MLDSA_PARMS).
+pub const TPM_MLDSA_44: u16 = 1;
+/// TPM_MLDSA_65.
+pub const TPM_MLDSA_65: u16 = 2;
+/// TPM_MLDSA_87.
+pub const TPM_MLDSA_87: u16 = 3;
+/// TPM_MLKEM_512 (TPMI_MLKEM_PARMS).
+pub const TPM_MLKEM_512: u16 = 1;
+/// TPM_MLKEM_768.
+pub const TPM_MLKEM_768: u16 = 2;
+/// TPM_MLKEM_1024.
+pub const TPM_MLKEM_1024: u16 = 3;
+
+/// TPM_ALG_SHAKE256, named by a `TPM_ST_DIGEST_VERIFIED` ticket whose digest
+/// was an ML-DSA external μ (an assumption of this project, see vtpm-sim's README).
+pub const TPM_ALG_SHAKE256: u16 = 0x002B;
+
+/// TPM_ST_CREATION: tag of a creation ticket.
+pub const TPM_ST_CREATION: u16 = 0x8021;
+/// TPM_ST_VERIFIED: tag of a TPM2_VerifySignature ticket.
+pub const TPM_ST_VERIFIED: u16 = 0x8022;
+/// TPM_ST_HASHCHECK: tag of a hash-check ticket.
+pub const TPM_ST_HASHCHECK: u16 = 0x8024;
+/// TPM_ST_MESSAGE_VERIFIED (v1.85): tag of a TPM2_VerifySequenceComplete ticket.
+pub const TPM_ST_MESSAGE_VERIFIED: u16 = 0x8026;
+/// TPM_ST_DIGEST_VERIFIED (v1.85): tag of a TPM2_VerifyDigestSignature ticket.
+pub const TPM_ST_DIGEST_VERIFIED: u16 = 0x8027;
+
+/// TPM_RH_LOCKOUT.
+pub const TPM_RH_LOCKOUT: u32 = 0x4000_000A;
+/// TPM_PT_ML_PARAMETER_SETS (v1.85, PT_FIXED + 49): a TPMA_ML_PARAMETER_SET.
+pub const TPM_PT_ML_PARAMETER_SETS: u32 = 0x131;
+
+/// TPMA_OBJECT fixedTPM.
+pub const TPMA_OBJECT_FIXED_TPM: u32 = 1 << 1;
+/// TPMA_OBJECT stClear.
+pub const TPMA_OBJECT_ST_CLEAR: u32 = 1 << 2;
+/// TPMA_OBJECT fixedParent.
+pub const TPMA_OBJECT_FIXED_PARENT: u32 = 1 << 4;
+/// TPMA_OBJECT sensitiveDataOrigin.
+pub const TPMA_OBJECT_SENSITIVE_DATA_ORIGIN: u32 = 1 << 5;
+/// TPMA_OBJECT userWithAuth.
+pub const TPMA_OBJECT_USER_WITH_AUTH: u32 = 1 << 6;
+/// TPMA_OBJECT adminWithPolicy.
+pub const TPMA_OBJECT_ADMIN_WITH_POLICY: u32 = 1 << 7;
+/// TPMA_OBJECT noDA.
+pub const TPMA_OBJECT_NO_DA: u32 = 1 << 10;
+/// TPMA_OBJECT encryptedDuplication.
+pub const TPMA_OBJECT_ENCRYPTED_DUPLICATION: u32 = 1 << 11;
+/// TPMA_OBJECT restricted.
+pub const TPMA_OBJECT_RESTRICTED: u32 = 1 << 16;
+/// TPMA_OBJECT decrypt.
+pub const TPMA_OBJECT_DECRYPT: u32 = 1 << 17;
+/// TPMA_OBJECT sign.
+pub const TPMA_OBJECT_SIGN: u32 = 1 << 18;
+/// TPMA_OBJECT x509sign.
+pub const TPMA_OBJECT_X509_SIGN: u32 = 1 << 19;

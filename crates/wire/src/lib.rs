@@ -1,4 +1,7 @@
-//! TPM 2.0 byte formats shared by every vtpm crate.
+//! TPM 2.0 byte formats and constants shared by every vtpm crate: headers,
+//! command and response codes, a bounds-checked reader, a builder, and the
+//! structures vtpm exchanges as values. The client side of commands
+//! (builders and parsers of whole commands) lives in `vtpm-client`.
 //!
 //! All multi-byte integers on the TPM wire are big-endian. Every parser here
 //! is bounds-checked: a short buffer or a header that lies about its size is
@@ -8,12 +11,11 @@
 
 pub mod build;
 pub mod cc;
-pub mod commands;
 pub mod consts;
 pub mod header;
-pub mod pqc;
 pub mod rc;
 pub mod read;
+pub mod structures;
 
 pub use build::CommandBuilder;
 pub use header::{error_response, Header, HEADER_SIZE};

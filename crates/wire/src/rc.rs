@@ -55,6 +55,36 @@ impl ResponseCode {
     pub const ATTRIBUTES: Self = Self(0x082);
     /// TPM_RC_TYPE (format 1).
     pub const TYPE: Self = Self(0x08A);
+    /// TPM_RC_PARMS (v1.85): the parameter set is not supported.
+    pub const PARMS: Self = Self(0x0AA);
+    /// TPM_RC_EXT_MU (v1.85): the key does not allow an external μ.
+    pub const EXT_MU: Self = Self(0x0AB);
+    /// TPM_RC_ONE_SHOT_SIGNATURE (v1.85): the whole message must arrive in one buffer.
+    pub const ONE_SHOT_SIGNATURE: Self = Self(0x0AC);
+    /// TPM_RC_SIGN_CONTEXT_KEY (v1.85): a sequence finished with another key.
+    pub const SIGN_CONTEXT_KEY: Self = Self(0x0AD);
+    /// TPM_RC_KEY_SIZE (format 1).
+    pub const KEY_SIZE: Self = Self(0x087);
+    /// TPM_RC_MODE (format 1).
+    pub const MODE: Self = Self(0x089);
+    /// TPM_RC_TICKET (format 1).
+    pub const TICKET: Self = Self(0x08C);
+    /// TPM_RC_NONCE (format 1).
+    pub const NONCE: Self = Self(0x08F);
+    /// TPM_RC_SYMMETRIC (format 1).
+    pub const SYMMETRIC: Self = Self(0x096);
+    /// TPM_RC_TAG (format 1): a structure tag is wrong.
+    pub const TAG: Self = Self(0x097);
+    /// TPM_RC_RESERVED_BITS (format 1).
+    pub const RESERVED_BITS: Self = Self(0x0A1);
+    /// TPM_RC_BINDING (format 1): public and sensitive areas do not match.
+    pub const BINDING: Self = Self(0x0A5);
+    /// TPM_RC_REFERENCE_H0 (warning): the first handle references an object
+    /// that is not loaded; H1..H6 follow.
+    pub const REFERENCE_H0: Self = Self(0x910);
+    /// TPM_RC_REFERENCE_S0 (warning): the first session references a session
+    /// that is not loaded; S1..S6 follow.
+    pub const REFERENCE_S0: Self = Self(0x918);
     /// TPM_RC_LOCALITY.
     pub const LOCALITY: Self = Self(0x907);
     /// TPM_RC_OBJECT_MEMORY.
@@ -125,6 +155,20 @@ impl ResponseCode {
             Self::OBJECT_MEMORY => "TPM_RC_OBJECT_MEMORY",
             Self::CANCELED => "TPM_RC_CANCELED",
             Self::RETRY => "TPM_RC_RETRY",
+            Self::KEY_SIZE => "TPM_RC_KEY_SIZE",
+            Self::MODE => "TPM_RC_MODE",
+            Self::TICKET => "TPM_RC_TICKET",
+            Self::NONCE => "TPM_RC_NONCE",
+            Self::SYMMETRIC => "TPM_RC_SYMMETRIC",
+            Self::TAG => "TPM_RC_TAG",
+            Self::RESERVED_BITS => "TPM_RC_RESERVED_BITS",
+            Self::BINDING => "TPM_RC_BINDING",
+            Self::REFERENCE_H0 => "TPM_RC_REFERENCE_H0",
+            Self::REFERENCE_S0 => "TPM_RC_REFERENCE_S0",
+            Self::PARMS => "TPM_RC_PARMS",
+            Self::EXT_MU => "TPM_RC_EXT_MU",
+            Self::ONE_SHOT_SIGNATURE => "TPM_RC_ONE_SHOT_SIGNATURE",
+            Self::SIGN_CONTEXT_KEY => "TPM_RC_SIGN_CONTEXT_KEY",
             _ => return None,
         })
     }

@@ -13,14 +13,15 @@
 //! ```no_run
 //! use vtpm_backend::swtpm::{SwtpmBackend, SwtpmConfig};
 //! use vtpm_backend::Backend;
-//! use vtpm_wire::{commands, consts};
+//! use vtpm_client as client;
+//! use vtpm_wire::consts;
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let mut tpm = SwtpmBackend::spawn(SwtpmConfig::default())?;
 //! let mut response = Vec::new();
-//! tpm.execute(0, &commands::startup(consts::TPM_SU_CLEAR), &mut response)?;
-//! tpm.execute(0, &commands::get_random(16), &mut response)?;
-//! assert_eq!(commands::parse_get_random(&response)?.len(), 16);
+//! tpm.execute(0, &client::startup(consts::TPM_SU_CLEAR), &mut response)?;
+//! tpm.execute(0, &client::get_random(16), &mut response)?;
+//! assert_eq!(client::parse_get_random(&response)?.len(), 16);
 //! # Ok(()) }
 //! ```
 

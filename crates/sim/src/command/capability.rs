@@ -1,12 +1,12 @@
 //! TPM2_GetCapability.
 
+use vtpm_wire::consts::TPM_RH_LOCKOUT;
 use vtpm_wire::consts::{
     TPM_ALG_AES, TPM_ALG_CFB, TPM_ALG_HASH_MLDSA, TPM_ALG_MLDSA, TPM_ALG_MLKEM, TPM_ALG_NULL,
     TPM_ALG_SHA256, TPM_ALG_SHA384, TPM_ALG_SHA512, TPM_ALG_SYMCIPHER, TPM_CAP_ALGS,
     TPM_CAP_COMMANDS, TPM_CAP_HANDLES, TPM_CAP_PCRS, TPM_CAP_TPM_PROPERTIES, TPM_RH_ENDORSEMENT,
     TPM_RH_NULL, TPM_RH_OWNER, TPM_RH_PLATFORM, TPM_RS_PW,
 };
-use vtpm_wire::pqc::TPM_RH_LOCKOUT;
 use vtpm_wire::ResponseCode;
 
 use super::{write_pcr_selection, PcrSelection};
@@ -143,7 +143,7 @@ fn properties(sim: &Sim) -> Vec<(u32, u32)> {
         (0x130, 0),                         // TPM_PT_FIRMWARE_MAX_SVN
         // TPM_PT_ML_PARAMETER_SETS: ML-KEM-512/768/1024, ML-DSA-44/65/87
         // and allowExternalMu.
-        (vtpm_wire::pqc::TPM_PT_ML_PARAMETER_SETS, 0x7F),
+        (vtpm_wire::consts::TPM_PT_ML_PARAMETER_SETS, 0x7F),
         (0x200, permanent),   // TPM_PT_PERMANENT
         (0x201, 0x0000_000F), // TPM_PT_STARTUP_CLEAR: all hierarchies enabled
         (0x202, 0),           // TPM_PT_HR_NV_INDEX

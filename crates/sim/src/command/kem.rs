@@ -1,21 +1,23 @@
 //! Encapsulate and Decapsulate with ML-KEM keys (v1.85).
 
-use vtpm_wire::pqc::{TPMA_OBJECT_DECRYPT, TPMA_OBJECT_RESTRICTED};
+use vtpm_wire::consts::{TPMA_OBJECT_DECRYPT, TPMA_OBJECT_RESTRICTED};
 use vtpm_wire::ResponseCode;
 
 use crate::dispatch::{object, Command, Reply};
 use crate::object::{Kind, Object, Secret};
-use crate::pq::MlKemSet;
+use crate::pq::MlKem;
 use crate::rc::{AtNumber, TpmResult};
 use crate::unmarshal::Out;
 use crate::Sim;
+use vtpm_wire::structures::MlKemParameterSet;
+use zeroize::Zeroizing;
 
 /// Largest ML-KEM ciphertext (ML-KEM-1024): the bound of TPM2B_KEM_CIPHERTEXT.
-const MAX_CIPHERTEXT: usize = 1568;
+const MAX_CIPHERTEXT: usize = MlKemParameterSet::MlKem1024.ciphertext_size();
 
 /// The ML-KEM key `handle` names: TPM_RC_KEY for another type, and
 /// TPM_RC_ATTRIBUTES unless it is an unrestricted decryption key.
-fn kem_key(sim: &Sim, handle: u32) -> TpmResult<(&Object, MlKemSet)> {
+fn kem_key(sim: &Sim, handle: u32) -> TpmResult<(&Object, MlKemParameterSet)> {
     let object = object(sim, handle).ok_or(ResponseCode::HANDLE.with_handle(1))?;
     let Kind::MlKem { set, .. } = object.public.kind else {
         return Err(ResponseCode::KEY.with_handle(1));
@@ -35,13 +37,12 @@ pub(crate) fn encapsulate(
     cmd.params.done()?;
     let (key, set) = kem_key(sim, cmd.handles[0])?;
     let public_key = key.public.unique.clone();
-    let mut randomness: [u8; 32] = sim.rng.array();
-    let result = set.encapsulate(&public_key, &randomness);
-    zeroize::Zeroize::zeroize(&mut randomness);
-    let (mut shared_secret, ciphertext) = result.ok_or(ResponseCode::FAILURE)?;
+    let randomness = Zeroizing::new(sim.rng.array::<32>());
+    let (shared_secret, ciphertext) = set
+        .encapsulate(&public_key, &randomness)
+        .ok_or(ResponseCode::FAILURE)?;
     reply.params.put_tpm2b(&shared_secret);
     reply.params.put_tpm2b(&ciphertext);
-    zeroize::Zeroize::zeroize(&mut shared_secret);
     Ok(())
 }
 
@@ -63,10 +64,9 @@ pub(crate) fn decapsulate(
     if ciphertext.len() != set.ciphertext_size() {
         return Err(ResponseCode::SIZE.with_parameter(1));
     }
-    let mut shared_secret = set
+    let shared_secret = set
         .decapsulate(seed, ciphertext)
         .ok_or(ResponseCode::SIZE.with_parameter(1))?;
     reply.params.put_tpm2b(&shared_secret);
-    zeroize::Zeroize::zeroize(&mut shared_secret);
     Ok(())
 }

@@ -86,8 +86,8 @@ pub(crate) struct HashCheck<'a> {
 /// Reads a TPMT_TK_HASHCHECK: a wrong tag is TPM_RC_TAG, a bad hierarchy
 /// TPM_RC_VALUE.
 pub(crate) fn read_hashcheck<'a>(r: &mut In<'a>) -> TpmResult<HashCheck<'a>> {
-    if r.u16()? != vtpm_wire::pqc::TPM_ST_HASHCHECK {
-        return Err(crate::rc::TAG);
+    if r.u16()? != vtpm_wire::consts::TPM_ST_HASHCHECK {
+        return Err(ResponseCode::TAG);
     }
     let hierarchy = r.u32()?;
     if !is_hierarchy(hierarchy) {
@@ -108,8 +108,8 @@ impl HashCheck<'_> {
         }
         let expected = hash.hmac(
             &sim.proof(self.hierarchy),
-            &[&vtpm_wire::pqc::TPM_ST_HASHCHECK.to_be_bytes(), digest],
+            &[&vtpm_wire::consts::TPM_ST_HASHCHECK.to_be_bytes(), digest],
         );
-        crate::crypto::constant_time_eq(&expected, self.digest)
+        crate::crypto::secrets_equal(&expected, self.digest)
     }
 }

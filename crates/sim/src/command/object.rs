@@ -1,18 +1,19 @@
 //! CreatePrimary, Create, Load, LoadExternal, ReadPublic, FlushContext and
 //! HierarchyChangeAuth.
 
-use vtpm_wire::consts::{TPM_ALG_NULL, TPM_RH_ENDORSEMENT, TPM_RH_OWNER, TPM_RH_PLATFORM};
-use vtpm_wire::pqc::{
+use vtpm_wire::consts::{
     TPMA_OBJECT_FIXED_TPM, TPMA_OBJECT_SENSITIVE_DATA_ORIGIN, TPM_RH_LOCKOUT, TPM_ST_CREATION,
 };
+use vtpm_wire::consts::{TPM_ALG_NULL, TPM_RH_ENDORSEMENT, TPM_RH_OWNER, TPM_RH_PLATFORM};
 use vtpm_wire::ResponseCode;
+use zeroize::Zeroizing;
 
 use super::{is_hierarchy, read_pcr_selection, write_pcr_selection, PcrSelection};
 use crate::crypto::{Drbg, HashAlg};
 use crate::dispatch::{object, slot_of, Command, Reply};
 use crate::object::{
-    generate, qualified_name, trim_auth, unwrap_private, wrap_private, KeySource, Kind, Object,
-    Public, Secret, Sensitive, MAX_DIGEST, MAX_PRIVATE, MAX_PUBLIC,
+    generate, trim_auth, unwrap_private, wrap_private, KeySource, Object, Public, MAX_DIGEST,
+    MAX_PRIVATE, MAX_PUBLIC,
 };
 use crate::rc::{AtNumber, TpmResult};
 use crate::unmarshal::{In, Out};
@@ -27,7 +28,7 @@ const MAX_HIERARCHY_AUTH: usize = 32;
 
 /// The parameters TPM2_CreatePrimary and TPM2_Create share.
 struct CreationInput<'a> {
-    auth: Vec<u8>,
+    auth: Zeroizing<Vec<u8>>,
     data: &'a [u8],
     template: Public,
     template_bytes: &'a [u8],
@@ -75,7 +76,7 @@ struct PrimaryDerivation<'a> {
 }
 
 impl KeySource for PrimaryDerivation<'_> {
-    fn take(&mut self, label: &[u8], len: usize) -> Vec<u8> {
+    fn take(&mut self, label: &[u8], len: usize) -> Zeroizing<Vec<u8>> {
         self.hash.kdfa(
             self.seed,
             label,
@@ -87,7 +88,7 @@ impl KeySource for PrimaryDerivation<'_> {
 }
 
 impl KeySource for Drbg {
-    fn take(&mut self, _label: &[u8], len: usize) -> Vec<u8> {
+    fn take(&mut self, _label: &[u8], len: usize) -> Zeroizing<Vec<u8>> {
         self.bytes(len)
     }
 }
@@ -99,9 +100,11 @@ fn free_slot(sim: &Sim) -> TpmResult<usize> {
         .ok_or(ResponseCode::OBJECT_MEMORY)
 }
 
-fn insert(sim: &mut Sim, slot: usize, object: Object) -> u32 {
+/// Loads `object` into `slot` (found free by [`free_slot`] before any
+/// work was done) and answers its handle.
+fn insert(sim: &mut Sim, slot: usize, object: Object, reply: &mut Reply) {
     sim.objects[slot] = Some(object);
-    TRANSIENT_FIRST + slot as u32
+    reply.handle = Some(TRANSIENT_FIRST + slot as u32);
 }
 
 /// Who created an object, for its creation data.
@@ -166,43 +169,36 @@ pub(crate) fn create_primary(
     let hierarchy = cmd.handles[0];
     let input = read_creation_input(&mut cmd.params)?;
     let slot = free_slot(sim)?;
-    let mut seed = *sim
-        .hierarchy_seed(hierarchy)
-        .ok_or(ResponseCode::VALUE.with_handle(1))?;
+    let seed = Zeroizing::new(
+        *sim.hierarchy_seed(hierarchy)
+            .ok_or(ResponseCode::VALUE.with_handle(1))?,
+    );
     let mut public = input.template.clone();
     let mut derivation = PrimaryDerivation {
         hash: public.name_alg,
-        seed: &seed,
+        seed: &*seed,
         template_digest: public.name_alg.digest(&[input.template_bytes]),
     };
-    let sensitive = generate(&mut public, input.auth.clone(), &mut derivation);
-    zeroize::Zeroize::zeroize(&mut seed);
-    let name = public.name();
+    let sensitive = generate(
+        &mut public,
+        input.auth.clone(),
+        &mut derivation,
+        &sim.cancel,
+    )?;
     let parent = hierarchy.to_be_bytes();
-    let qualified = qualified_name(public.name_alg, &parent, &name);
+    let object = Object::new(public, &parent, hierarchy, Some(sensitive));
 
     let out = &mut reply.params;
-    out.put_tpm2b(&public.to_bytes());
+    out.put_tpm2b(&object.public.to_bytes());
     let creator = Creator {
         hierarchy,
         parent_name_alg: TPM_ALG_NULL,
         parent_name: &parent,
         parent_qualified_name: &parent,
     };
-    write_creation(sim, out, &input, cmd.locality, &creator, &name);
-    out.put_tpm2b(&name);
-
-    reply.handle = Some(insert(
-        sim,
-        slot,
-        Object {
-            public,
-            name,
-            qualified_name: qualified,
-            hierarchy,
-            sensitive: Some(sensitive),
-        },
-    ));
+    write_creation(sim, out, &input, cmd.locality, &creator, &object.name);
+    out.put_tpm2b(&object.name);
+    insert(sim, slot, object, reply);
     Ok(())
 }
 
@@ -222,7 +218,7 @@ pub(crate) fn create(sim: &mut Sim, cmd: &mut Command<'_>, reply: &mut Reply) ->
         return Err(ResponseCode::ATTRIBUTES.with_parameter(2));
     }
     let mut public = input.template.clone();
-    let sensitive = generate(&mut public, input.auth.clone(), &mut sim.rng);
+    let sensitive = generate(&mut public, input.auth.clone(), &mut sim.rng, &sim.cancel)?;
     let private = wrap_private(&parent, &public, &sensitive).ok_or(ResponseCode::FAILURE)?;
     let name = public.name();
 
@@ -237,20 +233,6 @@ pub(crate) fn create(sim: &mut Sim, cmd: &mut Command<'_>, reply: &mut Reply) ->
     };
     write_creation(sim, out, &input, cmd.locality, &creator, &name);
     Ok(())
-}
-
-/// True when the secret in `sensitive` produces the public key in `public`.
-fn bound(public: &Public, sensitive: &Sensitive) -> bool {
-    match (&public.kind, &sensitive.secret) {
-        (Kind::MlDsa { set, .. } | Kind::HashMlDsa { set, .. }, Secret::MlDsa(xi)) => {
-            set.public_key(xi) == public.unique
-        }
-        (Kind::MlKem { set, .. }, Secret::MlKem(seed)) => set.public_key(seed) == public.unique,
-        (Kind::SymCipher { .. }, Secret::Aes(key)) => {
-            public.name_alg.digest(&[&sensitive.seed_value, key]) == public.unique
-        }
-        _ => false,
-    }
 }
 
 /// TPM2_Load: unwraps a private area made by TPM2_Create under the same
@@ -270,25 +252,18 @@ pub(crate) fn load(sim: &mut Sim, cmd: &mut Command<'_>, reply: &mut Reply) -> T
         return Err(ResponseCode::ATTRIBUTES.with_parameter(2));
     }
     let sensitive = unwrap_private(parent, &public, private).param(1)?;
-    if !bound(&public, &sensitive) {
-        return Err(crate::rc::BINDING.with_parameter(2));
+    if !sensitive.is_bound_to(&public) {
+        return Err(ResponseCode::BINDING.with_parameter(2));
     }
-    let name = public.name();
-    let qualified = qualified_name(public.name_alg, &parent.qualified_name, &name);
-    let hierarchy = parent.hierarchy;
+    let object = Object::new(
+        public,
+        &parent.qualified_name,
+        parent.hierarchy,
+        Some(sensitive),
+    );
     let slot = free_slot(sim)?;
-    reply.params.put_tpm2b(&name);
-    reply.handle = Some(insert(
-        sim,
-        slot,
-        Object {
-            public,
-            name,
-            qualified_name: qualified,
-            hierarchy,
-            sensitive: Some(sensitive),
-        },
-    ));
+    reply.params.put_tpm2b(&object.name);
+    insert(sim, slot, object, reply);
     Ok(())
 }
 
@@ -314,20 +289,9 @@ pub(crate) fn load_external(
     public.check_attributes().param(2)?;
     public.check_public_key().param(2)?;
     let slot = free_slot(sim)?;
-    let name = public.name();
-    let qualified = qualified_name(public.name_alg, &hierarchy.to_be_bytes(), &name);
-    reply.params.put_tpm2b(&name);
-    reply.handle = Some(insert(
-        sim,
-        slot,
-        Object {
-            public,
-            name,
-            qualified_name: qualified,
-            hierarchy,
-            sensitive: None,
-        },
-    ));
+    let object = Object::new(public, &hierarchy.to_be_bytes(), hierarchy, None);
+    reply.params.put_tpm2b(&object.name);
+    insert(sim, slot, object, reply);
     Ok(())
 }
 
@@ -375,7 +339,7 @@ pub(crate) fn hierarchy_change_auth(
     cmd: &mut Command<'_>,
     _reply: &mut Reply,
 ) -> TpmResult<()> {
-    let new_auth = trim_auth(cmd.params.tpm2b(MAX_DIGEST).param(1)?);
+    let mut new_auth = trim_auth(cmd.params.tpm2b(MAX_DIGEST).param(1)?);
     cmd.params.done()?;
     if new_auth.len() > MAX_HIERARCHY_AUTH {
         return Err(ResponseCode::SIZE.with_parameter(1));
@@ -388,6 +352,8 @@ pub(crate) fn hierarchy_change_auth(
         _ => return Err(ResponseCode::VALUE.with_handle(1)),
     };
     zeroize::Zeroize::zeroize(target);
-    *target = new_auth;
+    // Moved, not copied: the old value is wiped and the new one has a
+    // single home.
+    *target = std::mem::take(&mut *new_auth);
     Ok(())
 }

@@ -8,24 +8,26 @@
 //! | Sign / VerifySignature | pure ML-DSA of `digest` as the message, empty context | `digest` is PH(M), empty context |
 //! | SignDigest / VerifyDigestSignature | `digest` is μ itself (needs allowExternalMu; context must be empty) | `digest` is PH(M) with `context` |
 
-use vtpm_wire::consts::{TPM_ALG_HASH_MLDSA, TPM_ALG_MLDSA, TPM_ALG_NULL, TPM_RH_NULL};
-use vtpm_wire::pqc::{
-    TPMA_OBJECT_RESTRICTED, TPMA_OBJECT_SIGN, TPM_ALG_SHAKE256, TPM_RC_EXT_MU,
-    TPM_ST_DIGEST_VERIFIED, TPM_ST_VERIFIED,
+use vtpm_wire::consts::{
+    TPMA_OBJECT_RESTRICTED, TPMA_OBJECT_SIGN, TPM_ALG_SHAKE256, TPM_ST_DIGEST_VERIFIED,
+    TPM_ST_VERIFIED,
 };
+use vtpm_wire::consts::{TPM_ALG_HASH_MLDSA, TPM_ALG_MLDSA, TPM_ALG_NULL, TPM_RH_NULL};
 use vtpm_wire::ResponseCode;
 
 use super::{read_hashcheck, HashCheck};
 use crate::crypto::HashAlg;
 use crate::dispatch::{object, Command, Reply};
 use crate::object::{Kind, Object, Secret, MAX_DIGEST};
-use crate::pq::{mldsa_mu, MlDsaMessage, MlDsaSet, MLDSA_MAX_CONTEXT, MLDSA_MU_SIZE};
-use crate::rc::{self, AtNumber, TpmResult};
+use crate::pq::{mldsa_mu, MlDsa, MlDsaMessage, MLDSA_MAX_CONTEXT, MLDSA_MU_SIZE, MLDSA_SEED_SIZE};
+use crate::rc::{AtNumber, TpmResult};
 use crate::unmarshal::{In, Out};
 use crate::Sim;
+use vtpm_wire::structures::MlDsaParameterSet;
+use zeroize::Zeroizing;
 
 /// Largest ML-DSA signature (ML-DSA-87): the bound of TPM2B_SIGNATURE_MLDSA.
-const MAX_MLDSA_SIGNATURE: usize = 4627;
+const MAX_MLDSA_SIGNATURE: usize = MlDsaParameterSet::MlDsa87.signature_size();
 
 /// The signing scheme a TPMT_SIG_SCHEME asks for.
 enum Scheme {
@@ -69,14 +71,50 @@ fn read_signature<'a>(r: &mut In<'a>) -> TpmResult<SignatureIn<'a>> {
     })
 }
 
+/// What signing needs once the object table is no longer borrowed: the
+/// parameter set, the seed (wiped when dropped) and the key's type.
+struct Signer {
+    set: MlDsaParameterSet,
+    xi: Zeroizing<[u8; MLDSA_SEED_SIZE]>,
+    kind: Kind,
+}
+
+impl Signer {
+    /// The tail of TPM2_Sign and TPM2_SignDigest: sign `mu` (a cancel
+    /// request stops it with TPM_RC_CANCELED) and answer the TPMT_SIGNATURE.
+    fn sign_and_answer(
+        self,
+        sim: &mut Sim,
+        mu: &[u8; MLDSA_MU_SIZE],
+        reply: &mut Reply,
+    ) -> TpmResult<()> {
+        let signature = self.set.sign_mu(
+            &self.xi,
+            mu,
+            &mut sim.rng,
+            &mut sim.signing_keys,
+            &sim.cancel,
+        )?;
+        write_signature(&mut reply.params, &self.kind, &signature);
+        Ok(())
+    }
+}
+
 /// A loaded ML-DSA or HashML-DSA key able to sign: TPM_RC_KEY for handle 1
 /// otherwise.
-fn signing_key(sim: &Sim, handle: u32) -> TpmResult<(&Object, MlDsaSet, [u8; 32])> {
+fn signing_key(sim: &Sim, handle: u32) -> TpmResult<(&Object, Signer)> {
     let object = object(sim, handle).ok_or(ResponseCode::HANDLE.with_handle(1))?;
     let set = object.public.kind.mldsa_set();
     match (set, &object.sensitive) {
-        (Some(set), Some(s)) if object.public.has(TPMA_OBJECT_SIGN) => match s.secret {
-            Secret::MlDsa(xi) => Ok((object, set, xi)),
+        (Some(set), Some(s)) if object.public.has(TPMA_OBJECT_SIGN) => match &s.secret {
+            Secret::MlDsa(xi) => Ok((
+                object,
+                Signer {
+                    set,
+                    xi: Zeroizing::new(*xi),
+                    kind: object.public.kind.clone(),
+                },
+            )),
             _ => Err(ResponseCode::KEY.with_handle(1)),
         },
         _ => Err(ResponseCode::KEY.with_handle(1)),
@@ -85,7 +123,7 @@ fn signing_key(sim: &Sim, handle: u32) -> TpmResult<(&Object, MlDsaSet, [u8; 32]
 
 /// A loaded key able to verify: a non-signing key is TPM_RC_ATTRIBUTES for
 /// handle 1.
-fn verifying_key(sim: &Sim, handle: u32) -> TpmResult<(&Object, MlDsaSet)> {
+fn verifying_key(sim: &Sim, handle: u32) -> TpmResult<(&Object, MlDsaParameterSet)> {
     let object = object(sim, handle).ok_or(ResponseCode::HANDLE.with_handle(1))?;
     match object.public.kind.mldsa_set() {
         Some(set) if object.public.has(TPMA_OBJECT_SIGN) => Ok((object, set)),
@@ -104,7 +142,7 @@ fn check_restriction(
     if key.public.has(TPMA_OBJECT_RESTRICTED)
         && !ticket.vouches_for(sim, key.public.name_alg, digest)
     {
-        return Err(rc::TICKET.with_parameter(ticket_param));
+        return Err(ResponseCode::TICKET.with_parameter(ticket_param));
     }
     Ok(())
 }
@@ -120,14 +158,26 @@ fn write_signature(out: &mut Vec<u8>, kind: &Kind, signature: &[u8]) {
     out.put_tpm2b(signature);
 }
 
-fn sign_mu(
-    sim: &mut Sim,
-    set: MlDsaSet,
-    xi: &[u8; 32],
-    mu: &[u8; MLDSA_MU_SIZE],
-) -> TpmResult<Vec<u8>> {
-    set.sign_mu(xi, mu, &mut sim.rng, &mut sim.signing_keys)
-        .ok_or(ResponseCode::FAILURE)
+/// The message TPM2_Sign and TPM2_VerifySignature sign with `digest`
+/// (parameter 1): PH(M) with an empty context for a HashML-DSA key (its
+/// length must be the pre-hash's), the message itself for an ML-DSA key.
+fn digest_message<'a>(kind: &Kind, digest: &'a [u8]) -> TpmResult<MlDsaMessage<'a>> {
+    match kind {
+        Kind::HashMlDsa { hash, .. } => {
+            if digest.len() != hash.size() {
+                return Err(ResponseCode::SIZE.with_parameter(1));
+            }
+            Ok(MlDsaMessage::PreHashed {
+                context: b"",
+                hash: *hash,
+                digest,
+            })
+        }
+        _ => Ok(MlDsaMessage::Pure {
+            context: b"",
+            message: digest,
+        }),
+    }
 }
 
 /// TPM2_Sign.
@@ -137,9 +187,8 @@ pub(crate) fn sign(sim: &mut Sim, cmd: &mut Command<'_>, reply: &mut Reply) -> T
     let scheme = read_scheme(p).param(2)?;
     let ticket = read_hashcheck(p).param(3)?;
     p.done()?;
-    let (key, set, mut xi) = signing_key(sim, cmd.handles[0])?;
-    let kind = key.public.kind.clone();
-    let scheme_fits = match (&scheme, &kind) {
+    let (key, signer) = signing_key(sim, cmd.handles[0])?;
+    let scheme_fits = match (&scheme, &signer.kind) {
         (Scheme::KeyDefault, _) => true,
         (Scheme::MlDsa, Kind::MlDsa { .. }) => true,
         (Scheme::HashMlDsa(h), Kind::HashMlDsa { hash, .. }) => *h == hash.alg(),
@@ -148,28 +197,10 @@ pub(crate) fn sign(sim: &mut Sim, cmd: &mut Command<'_>, reply: &mut Reply) -> T
     if !scheme_fits {
         return Err(ResponseCode::SCHEME.with_parameter(2));
     }
-    let message = match &kind {
-        Kind::HashMlDsa { hash, .. } => {
-            if digest.len() != hash.size() {
-                return Err(ResponseCode::SIZE.with_parameter(1));
-            }
-            MlDsaMessage::PreHashed {
-                context: b"",
-                hash: *hash,
-                digest,
-            }
-        }
-        _ => MlDsaMessage::Pure {
-            context: b"",
-            message: digest,
-        },
-    };
+    let message = digest_message(&signer.kind, digest)?;
     check_restriction(sim, key, &ticket, digest, 3)?;
     let mu = mldsa_mu(&key.public.unique, &message).ok_or(ResponseCode::FAILURE)?;
-    let signature = sign_mu(sim, set, &xi, &mu);
-    zeroize::Zeroize::zeroize(&mut xi);
-    write_signature(&mut reply.params, &kind, &signature?);
-    Ok(())
+    signer.sign_and_answer(sim, &mu, reply)
 }
 
 /// TPM2_SignDigest (v1.85): `context | digest | validation`.
@@ -183,14 +214,10 @@ pub(crate) fn sign_digest(
     let digest = p.tpm2b(MAX_DIGEST).param(2)?;
     let ticket = read_hashcheck(p).param(3)?;
     p.done()?;
-    let (key, set, mut xi) = signing_key(sim, cmd.handles[0])?;
-    let kind = key.public.kind.clone();
-    let mu = digest_mu(&kind, &key.public.unique, context, digest)?.0;
+    let (key, signer) = signing_key(sim, cmd.handles[0])?;
+    let mu = digest_mu(&signer.kind, &key.public.unique, context, digest)?.0;
     check_restriction(sim, key, &ticket, digest, 3)?;
-    let signature = sign_mu(sim, set, &xi, &mu);
-    zeroize::Zeroize::zeroize(&mut xi);
-    write_signature(&mut reply.params, &kind, &signature?);
-    Ok(())
+    signer.sign_and_answer(sim, &mu, reply)
 }
 
 /// μ for SignDigest / VerifyDigestSignature, and the hash algorithm the
@@ -204,7 +231,7 @@ fn digest_mu(
     match kind {
         Kind::MlDsa { external_mu, .. } => {
             if !external_mu {
-                return Err(TPM_RC_EXT_MU.with_handle(1));
+                return Err(vtpm_wire::ResponseCode::EXT_MU.with_handle(1));
             }
             // μ already binds the context, so a context here means nothing.
             if !context.is_empty() {
@@ -279,6 +306,41 @@ fn write_verified_ticket(
     out.put_tpm2b(&hmac);
 }
 
+/// What a verification ticket vouches for.
+struct Verified<'a> {
+    tag: u16,
+    digest: &'a [u8],
+    /// The v1.85 metadata of a TPM_ST_DIGEST_VERIFIED ticket.
+    metadata: Option<u16>,
+}
+
+/// The tail of both verify commands: check `signature`, which is parameter
+/// `param`, over `mu`, then answer the ticket.
+fn verify_and_answer(
+    sim: &Sim,
+    key: &Object,
+    set: MlDsaParameterSet,
+    mu: &[u8; MLDSA_MU_SIZE],
+    (signature, param): (&SignatureIn<'_>, u8),
+    verified: &Verified<'_>,
+    reply: &mut Reply,
+) -> TpmResult<()> {
+    if signature.bytes.len() != set.signature_size()
+        || !set.verify_mu(&key.public.unique, mu, signature.bytes)
+    {
+        return Err(ResponseCode::SIGNATURE.with_parameter(param));
+    }
+    write_verified_ticket(
+        sim,
+        &mut reply.params,
+        key,
+        verified.tag,
+        verified.digest,
+        verified.metadata,
+    );
+    Ok(())
+}
+
 /// TPM2_VerifySignature.
 pub(crate) fn verify_signature(
     sim: &mut Sim,
@@ -291,30 +353,14 @@ pub(crate) fn verify_signature(
     p.done()?;
     let (key, set) = verifying_key(sim, cmd.handles[0])?;
     check_signature_kind(&key.public.kind, &signature, 2)?;
-    let message = match &key.public.kind {
-        Kind::HashMlDsa { hash, .. } => {
-            if digest.len() != hash.size() {
-                return Err(ResponseCode::SIZE.with_parameter(1));
-            }
-            MlDsaMessage::PreHashed {
-                context: b"",
-                hash: *hash,
-                digest,
-            }
-        }
-        _ => MlDsaMessage::Pure {
-            context: b"",
-            message: digest,
-        },
-    };
+    let message = digest_message(&key.public.kind, digest)?;
     let mu = mldsa_mu(&key.public.unique, &message).ok_or(ResponseCode::FAILURE)?;
-    if signature.bytes.len() != set.signature_size()
-        || !set.verify_mu(&key.public.unique, &mu, signature.bytes)
-    {
-        return Err(ResponseCode::SIGNATURE.with_parameter(2));
-    }
-    write_verified_ticket(sim, &mut reply.params, key, TPM_ST_VERIFIED, digest, None);
-    Ok(())
+    let verified = Verified {
+        tag: TPM_ST_VERIFIED,
+        digest,
+        metadata: None,
+    };
+    verify_and_answer(sim, key, set, &mu, (&signature, 2), &verified, reply)
 }
 
 /// TPM2_VerifyDigestSignature (v1.85): `context | digest | signature`,
@@ -332,18 +378,10 @@ pub(crate) fn verify_digest_signature(
     let (key, set) = verifying_key(sim, cmd.handles[0])?;
     let (mu, metadata) = digest_mu(&key.public.kind, &key.public.unique, context, digest)?;
     check_signature_kind(&key.public.kind, &signature, 3)?;
-    if signature.bytes.len() != set.signature_size()
-        || !set.verify_mu(&key.public.unique, &mu, signature.bytes)
-    {
-        return Err(ResponseCode::SIGNATURE.with_parameter(3));
-    }
-    write_verified_ticket(
-        sim,
-        &mut reply.params,
-        key,
-        TPM_ST_DIGEST_VERIFIED,
+    let verified = Verified {
+        tag: TPM_ST_DIGEST_VERIFIED,
         digest,
-        Some(metadata),
-    );
-    Ok(())
+        metadata: Some(metadata),
+    };
+    verify_and_answer(sim, key, set, &mu, (&signature, 3), &verified, reply)
 }

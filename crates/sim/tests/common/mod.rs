@@ -1,10 +1,12 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use vtpm_client as client;
+use vtpm_client::CreatePrimaryResponse;
+use vtpm_client::{startup, Response};
 use vtpm_sim::{Sim, SimConfig};
-use vtpm_wire::commands::{startup, Response};
 use vtpm_wire::consts::{TPM_RH_OWNER, TPM_SU_CLEAR};
-use vtpm_wire::pqc::{self, CreatePrimaryResponse, PublicArea};
+use vtpm_wire::structures::PublicArea;
 use vtpm_wire::{Header, ResponseCode};
 
 /// A simulator with a fixed generator seed, not yet started.
@@ -57,12 +59,15 @@ pub fn rc(response: &[u8]) -> ResponseCode {
 
 /// Creates a primary key in the owner hierarchy and returns its parsed answer.
 pub fn primary(sim: &mut Sim, template: &PublicArea, auth: &[u8]) -> CreatePrimaryResponse {
-    let response = exec(sim, &pqc::create_primary(TPM_RH_OWNER, b"", template, auth));
-    pqc::parse_create_primary(&response).expect("CreatePrimary succeeds")
+    let response = exec(
+        sim,
+        &client::create_primary(TPM_RH_OWNER, b"", template, auth),
+    );
+    client::parse_create_primary(&response).expect("CreatePrimary succeeds")
 }
 
 /// Flushes a transient handle.
 pub fn flush(sim: &mut Sim, handle: u32) {
-    let response = exec(sim, &pqc::flush_context(handle));
-    pqc::parse_empty(&response).expect("FlushContext succeeds");
+    let response = exec(sim, &client::flush_context(handle));
+    client::parse_empty(&response).expect("FlushContext succeeds");
 }
