@@ -61,6 +61,19 @@ pub trait Backend: Send {
     fn resume_after_failed_migration(&mut self) -> Result<(), BackendError> {
         Ok(())
     }
+
+    /// True when [`Backend::dynamic_launch`] is implemented.
+    fn can_dynamic_launch(&self) -> bool {
+        false
+    }
+
+    /// A dynamic launch (_TPM_Hash_Start, _TPM_Hash_Data with
+    /// `measurement`, _TPM_Hash_End): PCR 17 is extended with the
+    /// measurement and tpmEstablished is set.
+    fn dynamic_launch(&mut self, measurement: &[u8]) -> Result<(), BackendError> {
+        let _ = measurement;
+        Err(BackendError::Unsupported("dynamic launch"))
+    }
 }
 
 /// Cancels the command a backend is executing; see [`Backend::canceller`].
@@ -172,5 +185,11 @@ impl<T: Backend + ?Sized> Backend for Box<T> {
     }
     fn resume_after_failed_migration(&mut self) -> Result<(), BackendError> {
         (**self).resume_after_failed_migration()
+    }
+    fn can_dynamic_launch(&self) -> bool {
+        (**self).can_dynamic_launch()
+    }
+    fn dynamic_launch(&mut self, measurement: &[u8]) -> Result<(), BackendError> {
+        (**self).dynamic_launch(measurement)
     }
 }

@@ -13,6 +13,7 @@ mod backends;
 mod exercise;
 mod replay;
 mod report;
+mod serve;
 
 use backends::{BackendArgs, BackendKind};
 use report::Summary;
@@ -110,6 +111,11 @@ Exits 0 when every expectation holds; otherwise names the first line that failed
         #[command(flatten)]
         backend: BackendArgs,
     },
+    /// Serve a TPM (the embedded PQC simulator by default) over the swtpm
+    /// protocol (control and data channels) and/or the TPM simulator
+    /// protocol (mssim), for tpm2-tools, tpm2-tss, QEMU and vtpm's backends.
+    #[command(after_help = serve::EXAMPLES)]
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -170,6 +176,7 @@ fn run(command: Command) -> Result<ExitCode, AnyError> {
             json,
         } => run_probe(&backend, &device, json),
         Command::Replay { file, backend } => run_replay(&file, &backend),
+        Command::Serve(args) => serve::run(&args),
     }
 }
 
