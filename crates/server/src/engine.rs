@@ -330,6 +330,9 @@ impl Tpm {
 
     /// The tpmEstablished flag.
     pub fn established(&mut self) -> Result<bool, ControlError> {
+        if !self.powered {
+            return Err(ControlError::WrongState("not running"));
+        }
         Ok(self.backend.established()?)
     }
 
@@ -443,10 +446,10 @@ impl Tpm {
 
     /// HASH_DATA: more of the measurement.
     pub fn hash_data(&mut self, data: &[u8]) -> Result<(), ControlError> {
-        let buffered = self
-            .hash
-            .as_mut()
-            .ok_or(ControlError::WrongState("not hashing"))?;
+        // As libtpms: data outside a sequence is ignored.
+        let Some(buffered) = self.hash.as_mut() else {
+            return Ok(());
+        };
         if buffered.len() + data.len() > MAX_HASH_DATA {
             self.hash = None;
             return Err(ControlError::BadParameter("measurement above 1 MiB"));
@@ -458,10 +461,9 @@ impl Tpm {
     /// HASH_END: extends the measurement into PCR 17 and sets
     /// tpmEstablished.
     pub fn hash_end(&mut self) -> Result<(), ControlError> {
-        let data = self
-            .hash
-            .take()
-            .ok_or(ControlError::WrongState("not hashing"))?;
+        let Some(data) = self.hash.take() else {
+            return Ok(());
+        };
         self.backend.dynamic_launch(&data)?;
         self.persist()?;
         Ok(())

@@ -225,6 +225,11 @@ fn handle(
             let kind = be32(&body[4..8]);
             let offset = be32(&body[8..12]) as usize;
             match shared.tpm().state_blob(kind) {
+                Ok(blob) if blob.is_empty() => {
+                    // swtpm's answer for an empty blob: non-fatal result, empty header.
+                    reply.extend_from_slice(&result::NON_FATAL.to_be_bytes());
+                    reply.extend_from_slice(&[0u8; 12]);
+                }
                 Ok(blob) => {
                     let start = offset.min(blob.len());
                     let part = &blob[start..];
@@ -296,7 +301,8 @@ fn handle(
             conn.read_exact(&mut body)?;
             let flags = u64::from_be_bytes(body[0..8].try_into().expect("8 bytes"));
             let offset = be32(&body[8..12]) as usize;
-            let text = info_json(flags, shared.tpm().buffer_size());
+            // libtpms's text ends with a NUL, counted in the length.
+            let text = info_json(flags, shared.tpm().buffer_size()) + "\0";
             let bytes = text.as_bytes();
             let part = &bytes[offset.min(bytes.len())..];
             reply.extend_from_slice(&result::SUCCESS.to_be_bytes());
@@ -353,7 +359,7 @@ pub fn info_json(flags: u64, buffer_size: usize) -> String {
     }
     if flags & info::TPM_ATTRIBUTES != 0 {
         parts.push(format!(
-            r#""TPMAttributes":{{"manufacturer":"id:56545055","version":"id:{:08X}","model":"vtpm-server"}}"#,
+            r#""TPMAttributes":{{"manufacturer":"id:5654504D","version":"id:{:08X}","model":"vtpm-server"}}"#,
             0x0001_0000u32
         ));
     }
