@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+pub mod mssim;
 pub mod sim;
 pub mod swtpm;
 #[cfg(feature = "testing")]

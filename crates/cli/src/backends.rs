@@ -13,6 +13,8 @@ pub enum BackendKind {
     Sim,
     /// A swtpm process (libtpms), spawned with a fresh state directory or attached to.
     Swtpm,
+    /// A TPM simulator speaking the mssim protocol (the reference simulator, `vtpm serve --mssim`); needs --mssim.
+    Mssim,
 }
 
 /// Backend options shared by every subcommand.
@@ -37,6 +39,9 @@ pub struct BackendArgs {
     /// With --swtpm-ctrl: swtpm's data socket (default: a socketpair handed over with SET_DATAFD).
     #[arg(long, value_name = "SOCKET", requires = "swtpm_ctrl")]
     pub swtpm_data: Option<PathBuf>,
+    /// With --backend mssim: the simulator's command port, tcp:HOST:PORT (platform port PORT+1).
+    #[arg(long, value_name = "ENDPOINT")]
+    pub mssim: Option<String>,
 }
 
 impl BackendArgs {
@@ -75,6 +80,18 @@ impl BackendArgs {
                 }
                 None => Ok(Box::new(SwtpmBackend::spawn(self.swtpm_config())?)),
             },
+            BackendKind::Mssim => {
+                let endpoint = self.mssim.as_deref().ok_or(BackendError::Config(
+                    "--backend mssim needs --mssim tcp:HOST:PORT".into(),
+                ))?;
+                let addr = endpoint.strip_prefix("tcp:").ok_or_else(|| {
+                    BackendError::Config(format!("{endpoint}: expected tcp:HOST:PORT"))
+                })?;
+                let config = vtpm_backend::mssim::MssimConfig::new(addr);
+                Ok(Box::new(vtpm_backend::mssim::MssimBackend::connect(
+                    &config,
+                )?))
+            }
         }
     }
 }

@@ -111,7 +111,7 @@ Exits 0 when every expectation holds; otherwise names the first line that failed
         #[command(flatten)]
         backend: BackendArgs,
     },
-    /// Serve a TPM (the embedded PQC simulator by default) over the swtpm
+    /// Serve the embedded PQC simulator over the swtpm
     /// protocol (control and data channels) and/or the TPM simulator
     /// protocol (mssim), for tpm2-tools, tpm2-tss, QEMU and vtpm's backends.
     #[command(after_help = serve::EXAMPLES)]

@@ -1,5 +1,5 @@
-//! `vtpm serve`: a backend (the embedded PQC simulator by default) served
-//! over the swtpm and mssim protocols.
+//! `vtpm serve`: the embedded PQC simulator served over the swtpm and mssim
+//! protocols.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -9,8 +9,6 @@ use clap::Args;
 use vtpm_server::engine::{BufferLimits, Reopen, Tpm, TpmOptions};
 use vtpm_server::store::{StateKey, Store};
 use vtpm_server::{Channels, Endpoint, Server};
-
-use crate::backends::{BackendArgs, BackendKind};
 
 /// Examples shown under `vtpm serve --help`.
 pub const EXAMPLES: &str = "\
@@ -59,8 +57,10 @@ pub struct ServeArgs {
     /// client sends TPM2_Startup itself, e.g. to resume a Shutdown(STATE)).
     #[arg(long)]
     pub no_startup: bool,
-    #[command(flatten)]
-    pub backend: BackendArgs,
+    /// Buffer size of the simulator at start, and the largest SET_BUFFERSIZE
+    /// grants (min 4096).
+    #[arg(long, value_name = "BYTES", default_value_t = vtpm_sim::DEFAULT_BUFFER_SIZE)]
+    pub buffer_size: usize,
 }
 
 fn parse_endpoint(s: &str) -> Result<Endpoint, String> {
@@ -86,29 +86,22 @@ pub fn run(args: &ServeArgs) -> Result<ExitCode, AnyError> {
         }
         None => None,
     };
-    let backend = args.backend.open().map_err(|e| {
-        format!(
-            "cannot open the {} backend: {e}",
-            format!("{:?}", args.backend.backend).to_lowercase()
-        )
-    })?;
-    let reopen = (args.backend.backend == BackendKind::Sim).then(|| {
-        let initial = backend.buffer_size();
-        let reopen: Reopen = Box::new(|size| {
-            let config = vtpm_backend::sim::SimConfig {
-                buffer_size: size,
-                ..Default::default()
-            };
-            vtpm_backend::sim::SimBackend::new(config)
-                .map(|b| Box::new(b) as Box<dyn vtpm_backend::Backend>)
-                .map_err(|e| vtpm_backend::BackendError::Config(e.to_string()))
-        });
-        let limits = BufferLimits {
-            min: vtpm_sim::MIN_BUFFER_SIZE,
-            max: initial,
+    let open = |size: usize| {
+        let config = vtpm_backend::sim::SimConfig {
+            buffer_size: size,
+            ..Default::default()
         };
-        (reopen, limits)
-    });
+        vtpm_backend::sim::SimBackend::new(config)
+            .map(|b| Box::new(b) as Box<dyn vtpm_backend::Backend>)
+            .map_err(|e| vtpm_backend::BackendError::Config(e.to_string()))
+    };
+    let backend = open(args.buffer_size)?;
+    let reopen: Reopen = Box::new(open);
+    let limits = BufferLimits {
+        min: vtpm_sim::MIN_BUFFER_SIZE,
+        max: args.buffer_size,
+    };
+    let reopen = Some((reopen, limits));
     let mut tpm = Tpm::new(
         backend,
         reopen,

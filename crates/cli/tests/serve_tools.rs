@@ -152,3 +152,55 @@ pub fn check_pqc_steps(stdout: &[u8]) {
         .collect();
     assert!(big.len() >= 3, "PQC steps over 4096 bytes: {big:?}");
 }
+
+#[test]
+fn vtpm_mssim_backend_against_vtpm_serve_runs_the_pqc_workload_probe_and_replay() {
+    let serve = Serve::start(&["--mssim", "tcp:127.0.0.1:0"]);
+    let endpoint = serve.endpoint("mssim");
+    let out = vtpm(&[
+        "exercise",
+        "--backend",
+        "mssim",
+        "--mssim",
+        &endpoint,
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    check_pqc_steps(&out.stdout);
+    let out = vtpm(&[
+        "probe",
+        "--backend",
+        "mssim",
+        "--mssim",
+        &endpoint,
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let probe: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(probe["backend_buffer"], 8192);
+    let transcript = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../transcripts/startup.jsonl"
+    );
+    let out = vtpm(&[
+        "replay",
+        transcript,
+        "--backend",
+        "mssim",
+        "--mssim",
+        &endpoint,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
