@@ -33,6 +33,7 @@
 use std::path::PathBuf;
 
 pub mod engine;
+pub mod fuzzing;
 pub mod mssim;
 pub mod net;
 mod server;

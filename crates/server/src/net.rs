@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags};
+use rustix::net::{RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendFlags};
 
 use crate::ServerError;
 
@@ -178,6 +178,15 @@ impl Conn {
         }
     }
 
+    /// A client that stops reading its replies cannot hold the channel
+    /// for longer than this per write.
+    pub(crate) fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        match self {
+            Self::Unix(s) => s.set_write_timeout(t),
+            Self::Tcp(s) => s.set_write_timeout(t),
+        }
+    }
+
     pub(crate) fn try_clone(&self) -> io::Result<Self> {
         match self {
             Self::Unix(s) => s.try_clone().map(Self::Unix),
@@ -254,10 +263,13 @@ impl Read for Conn {
 }
 
 impl Write for Conn {
+    /// MSG_NOSIGNAL: a client gone mid-reply is an error, never SIGPIPE.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Self::Unix(s) => s.write(buf),
-            Self::Tcp(s) => s.write(buf),
+        loop {
+            match rustix::net::send(self.as_fd(), buf, SendFlags::NOSIGNAL) {
+                Err(rustix::io::Errno::INTR) => continue,
+                other => return other.map_err(io::Error::from),
+            }
         }
     }
 

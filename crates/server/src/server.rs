@@ -129,6 +129,20 @@ fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
+    pub(crate) fn new(tpm: Tpm) -> Self {
+        let canceller = tpm.canceller();
+        Self {
+            tpm: Mutex::new(tpm),
+            stop: Mutex::new(None),
+            stopped: Condvar::new(),
+            stopping: AtomicBool::new(false),
+            conns: Mutex::new(Vec::new()),
+            next_conn: AtomicU64::new(0),
+            datafd_busy: AtomicBool::new(false),
+            canceller: Mutex::new(canceller),
+        }
+    }
+
     pub(crate) fn tpm(&self) -> MutexGuard<'_, Tpm> {
         relock(&self.tpm)
     }
@@ -226,18 +240,8 @@ impl Server {
                 "a swtpm data channel (--server) needs a control channel (--ctrl)".into(),
             ));
         }
-        let canceller = tpm.canceller();
         Ok(Self {
-            shared: Arc::new(Shared {
-                tpm: Mutex::new(tpm),
-                stop: Mutex::new(None),
-                stopped: Condvar::new(),
-                stopping: AtomicBool::new(false),
-                conns: Mutex::new(Vec::new()),
-                next_conn: AtomicU64::new(0),
-                datafd_busy: AtomicBool::new(false),
-                canceller: Mutex::new(canceller),
-            }),
+            shared: Arc::new(Shared::new(tpm)),
             channels,
         })
     }
@@ -330,7 +334,11 @@ fn accept_loop(listener: &Listener, shared: &Arc<Shared>, serve: fn(Conn, &Arc<S
         }
         match listener.accept() {
             Ok(conn) => {
-                if conn.set_nonblocking(false).is_err() {
+                if conn.set_nonblocking(false).is_err()
+                    || conn
+                        .set_write_timeout(Some(crate::net::REQUEST_TIMEOUT))
+                        .is_err()
+                {
                     continue;
                 }
                 tracing::debug!(endpoint = %listener.endpoint(), "client connected");

@@ -342,6 +342,7 @@ fn set_data_fd(conn: &Conn, shared: &Arc<Shared>, fd: Option<OwnedFd>) -> u32 {
         return result::IOERROR;
     }
     let stream = UnixStream::from(fd);
+    let _ = stream.set_write_timeout(Some(crate::net::REQUEST_TIMEOUT));
     shared.spawn_conn(Conn::Unix(stream), serve_datafd);
     result::SUCCESS
 }
