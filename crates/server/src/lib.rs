@@ -108,3 +108,8 @@ impl From<engine::ControlError> for ServerError {
         Self::PowerOn(Box::new(e))
     }
 }
+
+/// The README's example, run as a doctest.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
