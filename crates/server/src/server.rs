@@ -294,17 +294,15 @@ impl Server {
                 stop = shared.stopped.wait(stop).unwrap_or_else(|e| e.into_inner());
             }
         };
-        let persisted = {
-            let mut tpm = shared.tpm();
-            tpm.persist()
-        };
+        // Close every connection and let the listener threads end first,
+        // so no command runs after the state is written.
         for (_, conn) in relock(&shared.conns).iter() {
             conn.shutdown();
         }
         for t in threads {
             let _ = t.join();
         }
-        persisted?;
+        shared.tpm().persist()?;
         tracing::info!(?reason, "server stopped");
         Ok(reason)
     }

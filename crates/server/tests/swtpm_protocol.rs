@@ -281,3 +281,61 @@ fn shutdown_stops_the_server_and_a_restart_resumes_a_shutdown_state() {
     assert_eq!(rc(&transact(&mut data, &startup(TPM_SU_STATE))), 0);
     assert_eq!(pcr0(&mut data), before);
 }
+
+fn expected_pcr17(measurement: &[u8]) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update([0u8; 32]);
+    h.update(Sha256::digest(measurement));
+    h.finalize().to_vec()
+}
+
+fn pcr17<S: Read + Write>(s: &mut S) -> Vec<u8> {
+    let rsp = transact(
+        s,
+        &vtpm_wire::commands::pcr_read(vtpm_wire::consts::TPM_ALG_SHA256, &[17]),
+    );
+    vtpm_wire::commands::parse_pcr_read(&rsp).unwrap().digests[0].clone()
+}
+
+#[test]
+fn hash_start_data_end_extend_pcr_17_and_set_tpm_established_until_locality_3_resets_it() {
+    let server = start(Options::default());
+    let mut channel = ControlChannel::connect(server.ctrl.as_ref().unwrap()).unwrap();
+    assert!(!channel.get_tpm_established().unwrap());
+    channel.hash_start().unwrap();
+    channel.hash_data(b"measured launch").unwrap();
+    channel.hash_end().unwrap();
+    let mut data = unix(server.data.as_ref().unwrap());
+    assert_eq!(pcr17(&mut data), expected_pcr17(b"measured launch"));
+    assert!(channel.get_tpm_established().unwrap());
+    channel.reset_tpm_established(3).unwrap();
+    assert!(!channel.get_tpm_established().unwrap());
+}
+
+#[test]
+fn mssim_hash_signals_run_the_same_dynamic_launch() {
+    let server = start(Options::default());
+    let (command, _) = server.mssim.clone().unwrap();
+    let mut cmd = tcp(&command);
+    assert_eq!(signal(&mut cmd, vtpm_server::mssim::signal::HASH_START), 0);
+    let mut piece = vtpm_server::mssim::signal::HASH_DATA.to_be_bytes().to_vec();
+    piece.extend_from_slice(&4u32.to_be_bytes());
+    piece.extend_from_slice(b"sinit");
+    piece.truncate(12);
+    cmd.write_all(&piece).unwrap();
+    let mut ack = [0u8; 4];
+    cmd.read_exact(&mut ack).unwrap();
+    assert_eq!(ack, [0; 4]);
+    assert_eq!(signal(&mut cmd, vtpm_server::mssim::signal::HASH_END), 0);
+    assert_eq!(mssim_pcr17(&mut cmd), expected_pcr17(b"sini"));
+}
+
+fn mssim_pcr17(cmd: &mut std::net::TcpStream) -> Vec<u8> {
+    let rsp = mssim_send(
+        cmd,
+        0,
+        &vtpm_wire::commands::pcr_read(vtpm_wire::consts::TPM_ALG_SHA256, &[17]),
+    );
+    vtpm_wire::commands::parse_pcr_read(&rsp).unwrap().digests[0].clone()
+}
