@@ -334,6 +334,10 @@ fn set_data_fd(conn: &Conn, shared: &Arc<Shared>, fd: Option<OwnedFd>) -> u32 {
             result::BAD_ORDINAL
         };
     };
+    // Only a stream socket can carry the data channel.
+    if rustix::net::sockopt::socket_type(&fd) != Ok(rustix::net::SocketType::STREAM) {
+        return result::BAD_PARAMETER;
+    }
     if shared
         .datafd_busy
         .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)

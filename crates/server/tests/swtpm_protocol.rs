@@ -339,3 +339,16 @@ fn mssim_pcr17(cmd: &mut std::net::TcpStream) -> Vec<u8> {
     );
     vtpm_wire::commands::parse_pcr_read(&rsp).unwrap().digests[0].clone()
 }
+
+#[test]
+fn set_datafd_with_a_descriptor_that_is_not_a_stream_socket_is_a_bad_parameter() {
+    let server = start(Options::default());
+    let mut channel = ControlChannel::connect(server.ctrl.as_ref().unwrap()).unwrap();
+    let file = std::fs::File::open("/dev/null").unwrap();
+    let err = channel.set_data_fd(file.as_fd()).unwrap_err().to_string();
+    assert!(err.ends_with("result 0x3"), "{err}");
+    let (mut ours, theirs) = UnixStream::pair().unwrap();
+    channel.set_data_fd(theirs.as_fd()).unwrap();
+    drop(theirs);
+    assert_eq!(rc(&transact(&mut ours, &get_random(8))), 0);
+}
