@@ -174,3 +174,38 @@ fn serve_help_explains_the_protocols_with_examples() {
         assert!(help.contains(needle), "{needle} missing from:\n{help}");
     }
 }
+
+#[test]
+fn a_client_process_killed_mid_command_leaves_the_server_ready() {
+    use std::io::BufRead;
+    let mut serve = both();
+    // A partial SEND_COMMAND (mssim) and a partial TPM command (swtpm data),
+    // each written by a process that then hangs and is SIGKILLed.
+    let cases = [
+        (
+            serve.port("mssim"),
+            r"\x00\x00\x00\x08\x00\x00\x00\x00\x16\x80\x01",
+        ),
+        (serve.port("server"), r"\x80\x01\x00\x00\x00\x40\x00\x00"),
+    ];
+    for (port, bytes) in cases {
+        let script = format!(
+            "exec 3<>/dev/tcp/127.0.0.1/{port}; printf '{bytes}' >&3; echo sent; exec sleep 60"
+        );
+        let mut child = std::process::Command::new("bash")
+            .args(["-c", &script])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "sent");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    assert!(serve.is_running());
+    tool_ok("tpm2_getrandom", &["8", "--hex"], &mssim_tcti(&serve));
+    tool_ok("tpm2_getrandom", &["8", "--hex"], &swtpm_tcti(&serve));
+}
