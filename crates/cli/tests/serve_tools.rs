@@ -204,3 +204,55 @@ fn vtpm_mssim_backend_against_vtpm_serve_runs_the_pqc_workload_probe_and_replay(
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// One control request on a fresh TCP connection; the reply of `len` bytes.
+fn control(port: u16, request: &[u8], len: usize) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    s.write_all(request).unwrap();
+    let mut reply = vec![0u8; len];
+    s.read_exact(&mut reply).unwrap();
+    reply
+}
+
+#[test]
+fn control_replies_are_byte_for_byte_those_of_a_real_swtpm() {
+    let serve = Serve::start(&["--server", "tcp:127.0.0.1:0"]);
+    let real = RealSwtpm::start();
+    let r = |cmd: u32, body: &[u8]| {
+        let mut v = cmd.to_be_bytes().to_vec();
+        v.extend_from_slice(body);
+        v
+    };
+    // (request, reply length) in an order that walks the state rules.
+    let requests = [
+        (r(5, &[5, 0, 0, 0]), 4),           // SET_LOCALITY 5: bad locality
+        (r(5, &[2]), 4),                    // SET_LOCALITY 2, unpadded
+        (r(5, &[0, 0, 0, 0]), 4),           // back to 0
+        (r(11, &[0, 0, 0, 0]), 4),          // RESET_TPMESTABLISHED from 0
+        (r(0x99, &[]), 4),                  // unknown command
+        (r(17, &8192u32.to_be_bytes()), 4), // SET_BUFFERSIZE while running
+        (r(4, &[]), 8),                     // GET_TPMESTABLISHED
+        (r(15, &[]), 8),                    // GET_CONFIG
+        (r(12, &[0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0]), 16), // empty savestate blob
+        (r(9, &[]), 4),                     // CANCEL_TPM_CMD
+        (r(14, &[]), 4),                    // STOP
+        (r(12, &[0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]), 4), // GET_STATEBLOB stopped
+        (r(4, &[]), 4),                     // GET_TPMESTABLISHED stopped
+        (r(10, &[]), 4),                    // STORE_VOLATILE stopped
+        (r(13, &[0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0]), 4), // SET_STATEBLOB, empty
+        (r(2, &[0, 0, 0, 0]), 4),           // INIT
+        (r(13, &[0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0]), 4), // SET_STATEBLOB running
+    ];
+    let ours = serve.port("ctrl");
+    let theirs = real.port + 1;
+    for (request, len) in &requests {
+        assert_eq!(
+            control(ours, request, *len),
+            control(theirs, request, *len),
+            "request {request:02x?}"
+        );
+    }
+}
