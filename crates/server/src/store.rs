@@ -16,6 +16,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
@@ -120,7 +121,11 @@ impl Store {
     /// [`ServerError::StateDirInUse`] naming the holder's pid when another
     /// server owns it.
     pub fn open(dir: &Path, key: Option<StateKey>) -> Result<Self, ServerError> {
-        std::fs::create_dir_all(dir)
+        // The state holds the TPM's seeds: owner-only, like swtpm's.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
             .map_err(|e| ServerError::io(format!("creating {}", dir.display()), e))?;
         let lock_path = dir.join("lock");
         let mut lock = OpenOptions::new()
@@ -128,6 +133,7 @@ impl Store {
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
             .open(&lock_path)
             .map_err(|e| ServerError::io(format!("opening {}", lock_path.display()), e))?;
         if flock(&lock, FlockOperation::NonBlockingLockExclusive).is_err() {
@@ -188,7 +194,12 @@ impl Store {
         let path = self.dir.join(slot.file_name());
         let tmp = self.dir.join(format!(".{}.tmp", slot.file_name()));
         let write = || -> std::io::Result<()> {
-            let mut f = File::create(&tmp)?;
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
             f.write_all(&blob)?;
             f.sync_all()?;
             std::fs::rename(&tmp, &path)
@@ -316,6 +327,19 @@ mod tests {
         store.save(Slot::Volatile, b"v").unwrap();
         std::fs::copy(dir.path().join("volatile"), dir.path().join("permanent")).unwrap();
         assert!(store.load(Slot::Permanent).is_err());
+    }
+
+    #[test]
+    fn state_files_are_readable_by_their_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        let store = Store::open(&state, None).unwrap();
+        store.save(Slot::Permanent, b"seeds").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&state), 0o700);
+        assert_eq!(mode(&state.join("permanent")), 0o600);
+        assert_eq!(mode(&state.join("lock")), 0o600);
     }
 
     #[test]
