@@ -352,3 +352,22 @@ fn set_datafd_with_a_descriptor_that_is_not_a_stream_socket_is_a_bad_parameter()
     drop(theirs);
     assert_eq!(rc(&transact(&mut ours, &get_random(8))), 0);
 }
+
+#[test]
+fn get_config_reports_a_file_key_only_when_the_state_is_encrypted() {
+    let state = tempfile::tempdir().unwrap();
+    let plain = start(Options::default());
+    assert_eq!(
+        ctrl(plain.ctrl.as_ref().unwrap(), &req(cmd::GET_CONFIG, &[]), 8),
+        [0; 8]
+    );
+    let sealed = start(Options {
+        store: Some(state.path().to_path_buf()),
+        key: Some([1; 32]),
+        ..Options::default()
+    });
+    assert_eq!(
+        ctrl(sealed.ctrl.as_ref().unwrap(), &req(cmd::GET_CONFIG, &[]), 8),
+        [0, 0, 0, 0, 0, 0, 0, 1]
+    );
+}

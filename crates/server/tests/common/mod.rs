@@ -66,6 +66,8 @@ pub struct Options {
     pub mssim: bool,
     pub swtpm: bool,
     pub store: Option<PathBuf>,
+    /// Encrypt the store with this key.
+    pub key: Option<[u8; 32]>,
 }
 
 impl Default for Options {
@@ -76,6 +78,7 @@ impl Default for Options {
             mssim: true,
             swtpm: true,
             store: None,
+            key: None,
         }
     }
 }
