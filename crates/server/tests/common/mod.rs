@@ -85,10 +85,9 @@ impl Default for Options {
 
 pub fn start(options: Options) -> Running {
     let dir = tempfile::tempdir().unwrap();
-    let store = options
-        .store
-        .as_deref()
-        .map(|d| Store::open(d, None).unwrap());
+    let store = options.store.as_deref().map(|d| {
+        Store::open(d, options.key.map(vtpm_server::store::StateKey::from_bytes)).unwrap()
+    });
     let mut tpm = Tpm::new(
         sim(8192),
         Some(reopen()),
