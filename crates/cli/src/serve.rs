@@ -49,8 +49,9 @@ pub struct ServeArgs {
     /// bytes or 64 hex digits). Needs --state.
     #[arg(long, value_name = "FILE", requires = "state")]
     pub key_file: Option<PathBuf>,
-    /// Start powered off: swtpm clients must send INIT, mssim clients POWER_ON
-    /// (as QEMU and the reference simulator expect). Default: powered on.
+    /// Start powered off, as swtpm without `--flags not-need-init` and the
+    /// reference simulator do: swtpm clients send INIT (QEMU does), mssim
+    /// clients POWER_ON (tpm2-tss does). Default: powered on.
     #[arg(long)]
     pub need_init: bool,
     /// Do not send TPM2_Startup(CLEAR) after the power-on at start (the
