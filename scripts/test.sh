@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests drive as real components: swtpm (the swtpm
 # backend's oracle), ACPICA's disassembler and dtc (they decode vtpm-acpi's
-# tables and device-tree node).
+# tables and device-tree node), tpm2-tools (real clients of `vtpm serve`).
 missing=()
 command -v swtpm >/dev/null 2>&1 || missing+=(swtpm)
 command -v swtpm_setup >/dev/null 2>&1 || missing+=(swtpm-tools)
@@ -19,6 +19,9 @@ command -v qemu-system-x86_64 >/dev/null 2>&1 || missing+=(qemu-system-x86)
 ls /boot/vmlinuz-* >/dev/null 2>&1 || missing+=(linux-image-amd64)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || missing+=(busybox-static)
 command -v cpio >/dev/null 2>&1 || missing+=(cpio)
+command -v tpm2_getrandom >/dev/null 2>&1 || missing+=(tpm2-tools)
+ldconfig -p | grep -q libtss2-tcti-mssim || missing+=(libtss2-tcti-mssim0)
+ldconfig -p | grep -q libtss2-tcti-swtpm || missing+=(libtss2-tcti-swtpm0)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "test.sh: installing Debian's ${missing[*]}" >&2
   sudo=""

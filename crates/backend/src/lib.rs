@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+pub mod mssim;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod swtpm;
@@ -70,6 +71,19 @@ pub trait Backend: Send {
     /// storage lock). Nothing to do for most backends.
     fn resume_after_failed_migration(&mut self) -> Result<(), BackendError> {
         Ok(())
+    }
+
+    /// True when [`Backend::dynamic_launch`] is implemented.
+    fn can_dynamic_launch(&self) -> bool {
+        false
+    }
+
+    /// A dynamic launch (_TPM_Hash_Start, _TPM_Hash_Data with
+    /// `measurement`, _TPM_Hash_End): PCR 17 is extended with the
+    /// measurement and tpmEstablished is set.
+    fn dynamic_launch(&mut self, measurement: &[u8]) -> Result<(), BackendError> {
+        let _ = measurement;
+        Err(BackendError::Unsupported("dynamic launch"))
     }
 }
 
@@ -203,5 +217,11 @@ impl<T: Backend + ?Sized> Backend for Box<T> {
     }
     fn resume_after_failed_migration(&mut self) -> Result<(), BackendError> {
         (**self).resume_after_failed_migration()
+    }
+    fn can_dynamic_launch(&self) -> bool {
+        (**self).can_dynamic_launch()
+    }
+    fn dynamic_launch(&mut self, measurement: &[u8]) -> Result<(), BackendError> {
+        (**self).dynamic_launch(measurement)
     }
 }

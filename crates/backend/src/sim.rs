@@ -112,6 +112,16 @@ impl Backend for SimBackend {
             .restore_state(state)
             .map_err(|e| BackendError::State(e.to_string()))
     }
+
+    fn can_dynamic_launch(&self) -> bool {
+        true
+    }
+
+    fn dynamic_launch(&mut self, measurement: &[u8]) -> Result<(), BackendError> {
+        self.sim
+            .dynamic_launch(measurement)
+            .map_err(|_| BackendError::Unsupported("a dynamic launch before TPM2_Startup"))
+    }
 }
 
 /// [`Cancel`] for a [`SimBackend`]: raises the simulator's cancel line.

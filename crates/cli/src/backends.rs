@@ -16,6 +16,8 @@ pub enum BackendKind {
     Sim,
     /// A swtpm process (libtpms), spawned with a fresh state directory or attached to.
     Swtpm,
+    /// A TPM simulator speaking the mssim protocol (the reference simulator, `vtpm serve --mssim`); needs --mssim.
+    Mssim,
 }
 
 impl BackendKind {
@@ -24,6 +26,7 @@ impl BackendKind {
         match self {
             Self::Sim => "sim",
             Self::Swtpm => "swtpm",
+            Self::Mssim => "mssim",
         }
     }
 }
@@ -61,6 +64,9 @@ pub struct BackendArgs {
     /// With --swtpm-ctrl: send SHUTDOWN when done, so the attached swtpm exits.
     #[arg(long, requires = "swtpm_ctrl")]
     pub shutdown: bool,
+    /// With --backend mssim: the simulator's command port, tcp:HOST:PORT (platform port PORT+1).
+    #[arg(long, value_name = "ENDPOINT")]
+    pub mssim: Option<String>,
 }
 
 /// Why the backend options cannot be used.
@@ -74,6 +80,15 @@ pub enum OptionError {
         /// The backend chosen.
         backend: &'static str,
     },
+    /// --mssim was given with another backend.
+    #[error("--mssim names an mssim simulator, but the backend is {backend}; add --backend mssim")]
+    MssimOptionWithoutMssim {
+        /// The backend chosen.
+        backend: &'static str,
+    },
+    /// --backend mssim without the simulator's address.
+    #[error("--backend mssim needs --mssim tcp:HOST:PORT (the simulator's command port)")]
+    MssimEndpointMissing,
     /// Both spawning and attaching options were given.
     #[error(
         "--{option} applies to a swtpm that vtpm starts, not to one attached with --swtpm-ctrl"
@@ -149,6 +164,15 @@ impl BackendArgs {
             ("--swtpm-data", self.swtpm_data.is_some()),
             ("--shutdown", self.shutdown),
         ];
+        match (self.backend, &self.mssim) {
+            (BackendKind::Mssim, None) => return Err(OptionError::MssimEndpointMissing),
+            (BackendKind::Mssim, Some(_)) | (_, None) => {}
+            (backend, Some(_)) => {
+                return Err(OptionError::MssimOptionWithoutMssim {
+                    backend: backend.name(),
+                })
+            }
+        }
         if self.backend != BackendKind::Swtpm {
             if let Some((option, _)) = swtpm_options.iter().find(|(_, given)| *given) {
                 return Err(OptionError::SwtpmOptionWithoutSwtpm {
@@ -246,6 +270,18 @@ impl BackendArgs {
                 }
                 None => Ok(Box::new(SwtpmBackend::spawn(self.swtpm_config())?)),
             },
+            BackendKind::Mssim => {
+                let endpoint = self.mssim.as_deref().ok_or(BackendError::Config(
+                    "--backend mssim needs --mssim tcp:HOST:PORT".into(),
+                ))?;
+                let addr = endpoint.strip_prefix("tcp:").ok_or_else(|| {
+                    BackendError::Config(format!("{endpoint}: expected tcp:HOST:PORT"))
+                })?;
+                let config = vtpm_backend::mssim::MssimConfig::new(addr);
+                Ok(Box::new(vtpm_backend::mssim::MssimBackend::connect(
+                    &config,
+                )?))
+            }
         }
     }
 }

@@ -18,6 +18,7 @@ mod output;
 mod properties;
 mod replay;
 mod report;
+mod serve;
 mod watch;
 
 use backends::{BackendArgs, BackendKind};
@@ -131,6 +132,11 @@ the device, a wait over 600000 ms, or no step at all)."
         /// The command to explain (exercise, probe, replay).
         command: Option<String>,
     },
+    /// Serve the embedded PQC simulator over the swtpm
+    /// protocol (control and data channels) and/or the TPM simulator
+    /// protocol (mssim), for tpm2-tools, tpm2-tss, QEMU and vtpm's backends.
+    #[command(after_help = serve::EXAMPLES)]
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -228,6 +234,7 @@ fn run(command: Command) -> Result<ExitCode, AnyError> {
         } => run_probe(&backend, &device, json),
         Command::Replay { file, backend } => run_replay(&file, &backend),
         Command::Help { command } => run_help(command.as_deref()),
+        Command::Serve(args) => serve::run(&args),
     }
 }
 

@@ -651,6 +651,7 @@ mod tests {
             swtpm_ctrl: None,
             swtpm_data: None,
             shutdown: false,
+            mssim: None,
         }
     }
 
