@@ -1,0 +1,138 @@
+//! Every known, reasoned difference between vtpm-sim and libtpms 0.9.2.
+//!
+//! Each entry matches only the exchanges it explains (by command and by
+//! both response codes), so a new difference fails the suite. Each id
+//! appears in the "Deviations from libtpms" table of crates/sim/README.md.
+
+use super::compare::Exchange;
+
+/// A documented deviation.
+pub struct Deviation {
+    /// Short id, as in the sim README's table.
+    pub id: &'static str,
+    /// Why the simulator answers differently.
+    pub reason: &'static str,
+    /// True for the exchanges this deviation explains.
+    pub applies: fn(&Exchange<'_>) -> bool,
+}
+
+impl std::fmt::Debug for Deviation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.id)
+    }
+}
+
+/// TPM_RC_LOCKOUT.
+const LOCKOUT: u32 = 0x921;
+/// TPM_RC_HASH + parameter 1.
+const HASH_P1: u32 = 0x1C3;
+/// TPM_RC_SIZE + parameter 1.
+const SIZE_P1: u32 = 0x1D5;
+
+/// The hash algorithm of the first bank in a PCR_Read or PCR_Extend.
+fn first_hash(x: &Exchange<'_>) -> Option<u16> {
+    let at = match x.code() {
+        0x17E => 14,
+        // PCR_Extend: handle, authorization area, count.
+        0x182 => {
+            let auth = u32::from_be_bytes(x.command.get(14..18)?.try_into().ok()?) as usize;
+            18 + auth + 4
+        }
+        _ => return None,
+    };
+    Some(u16::from_be_bytes(
+        x.command.get(at..at + 2)?.try_into().ok()?,
+    ))
+}
+
+/// The list.
+pub const DEVIATIONS: &[Deviation] = &[
+    Deviation {
+        id: "pcr-banks",
+        reason: "the sim implements SHA-256, SHA-384 and SHA-512 and allocates PCR banks for \
+                 SHA-256 and SHA-384; libtpms 0.9 also implements SHA-1 and allocates all four \
+                 banks, so a SHA-1 algorithm is TPM_RC_HASH, a SHA-512 bank reads empty and a \
+                 list of four digests is TPM_RC_SIZE here",
+        applies: |x| {
+            let (s, t) = (x.sim_rc(), x.tpm_rc());
+            match x.code() {
+                0x17E | 0x182 if s == HASH_P1 && t == 0 => first_hash(x) == Some(0x0004),
+                0x17E if s == 0 && t == 0 => first_hash(x) == Some(0x000D),
+                0x182 if s == SIZE_P1 && t == 0 => x.command.len() > 18,
+                _ => false,
+            }
+        },
+    },
+    Deviation {
+        id: "context-integrity-hash",
+        reason: "the sim's context-integrity hash (TPM_PT_CONTEXT_HASH) is SHA-256, libtpms' \
+                 SHA-512: an authorization value may hold 32 bytes here and 64 there, and a \
+                 creation ticket's HMAC is 32 bytes here and 64 there",
+        applies: |x| {
+            let (s, t) = (x.sim_rc(), x.tpm_rc());
+            match x.code() {
+                // HierarchyChangeAuth with a newAuth of 33 to 64 bytes.
+                0x129 if s == SIZE_P1 && t == 0 => true,
+                0x131 if s == 0 && t == 0 => x.tpm.len() == x.sim.len() + 32,
+                _ => false,
+            }
+        },
+    },
+    Deviation {
+        id: "no-dictionary-lockout",
+        reason: "the sim counts no authorization failures and never enters lockout; libtpms \
+                 locks TPM_RH_LOCKOUT out after one failure and answers TPM_RC_LOCKOUT",
+        applies: |x| x.tpm_rc() == LOCKOUT && x.sim_rc() != LOCKOUT,
+    },
+    Deviation {
+        id: "v185-structure-tags",
+        reason: "TPM_ST_MESSAGE_VERIFIED (0x8026) and TPM_ST_DIGEST_VERIFIED (0x8027) are \
+                 v1.85 structure tags: as a command tag the sim answers TPM_RC_BAD_TAG, \
+                 libtpms 0.9, which does not know them, TPM_RC_VALUE",
+        applies: |x| {
+            matches!(x.command.get(..2), Some([0x80, 0x26 | 0x27]))
+                && x.sim_rc() == 0x01E
+                && x.tpm_rc() == 0x084
+        },
+    },
+    Deviation {
+        id: "transient-slots",
+        reason: "the sim has eight transient object slots (0x80000000-0x80000007), libtpms \
+                 three: a handle 0x80000003-0x80000007 names an empty slot here \
+                 (TPM_RC_REFERENCE_H0, TPM_RC_HANDLE) and is out of range there (TPM_RC_VALUE)",
+        applies: |x| {
+            let first = x
+                .command
+                .get(10..14)
+                .map(|b| u32::from_be_bytes(b.try_into().unwrap()));
+            matches!(first, Some(0x8000_0003..=0x8000_0007))
+                && x.tpm_rc() & 0x0BF == 0x084
+                && x.sim_rc() != x.tpm_rc()
+        },
+    },
+    Deviation {
+        id: "unimplemented-commands",
+        reason: "the sim implements a subset of TPM 2.0 (its README lists it): a command only \
+                 libtpms implements is TPM_RC_COMMAND_CODE here and runs (or fails later) there",
+        applies: |x| x.sim_rc() == 0x143 && x.tpm_rc() != 0x143,
+    },
+    Deviation {
+        id: "no-ecc-audit-pp",
+        reason: "the sim has no ECC, no command audit and no physical-presence commands, so \
+                 TPM_CAP_ECC_CURVES, TPM_CAP_AUDIT_COMMANDS and TPM_CAP_PP_COMMANDS are empty \
+                 lists where libtpms lists its curves, TPM2_SetCommandCodeAuditStatus and \
+                 TPM2_PP_Commands",
+        applies: |x| {
+            let capability = x
+                .command
+                .get(10..14)
+                .map(|b| u32::from_be_bytes(b.try_into().unwrap()));
+            x.code() == 0x17A
+                && matches!(capability, Some(3 | 4 | 8))
+                && x.sim_rc() == 0
+                && x.tpm_rc() == 0
+                // moreData clear, the same capability, an empty list.
+                && x.sim.get(10..) == Some(&[&[0u8][..], &x.command[10..14], &[0, 0, 0, 0]].concat()[..])
+        },
+    },
+];
