@@ -280,6 +280,13 @@ fn outside_scope(command: &[u8]) -> bool {
     OBJECT_COMMANDS.contains(&code)
 }
 
+/// swtpm takes a data-channel message that starts `00 00 00 08` for the TPM
+/// simulator protocol's TPM_SEND_COMMAND and answers in that framing: such
+/// bytes never reach libtpms as a command.
+fn mssim_framed(command: &[u8]) -> bool {
+    command.starts_with(&[0, 0, 0, 8])
+}
+
 /// The valid commands the mutations start from.
 fn seeds() -> Vec<Vec<u8>> {
     use corpus::*;
@@ -328,7 +335,7 @@ fn mutated_commands_answer_the_response_codes_libtpms_answers() {
         prop::bool::weighted(0.9),
     );
     let config = Config {
-        cases: 3000,
+        cases: 4000,
         failure_persistence: None,
         ..Config::default()
     };
@@ -350,7 +357,7 @@ fn mutated_commands_answer_the_response_codes_libtpms_answers() {
             let t = tpm.execute(0, &startup);
             prop_assert_eq!(compare::rc(&s), compare::rc(&t), "Startup");
         }
-        if outside_scope(&command) {
+        if outside_scope(&command) || mssim_framed(&command) {
             return Ok(());
         }
         let s = sim.execute(locality, &command);

@@ -241,11 +241,12 @@ pub(crate) const COMMANDS: &[Spec] = &[
     },
 ];
 
-/// The TPM_ST values other than the two command tags (Part 2, Table 19,
-/// with the v1.85 ticket tags MESSAGE_VERIFIED and DIGEST_VERIFIED).
+/// The TPM_ST values other than the two command tags (Part 2, Table 19, up
+/// to v1.85: ATTEST_NV_DIGEST, MESSAGE_VERIFIED, DIGEST_VERIFIED and
+/// FU_MANIFEST included).
 const STRUCTURE_TAGS: &[u16] = &[
-    0x00C4, 0x8000, 0x8014, 0x8015, 0x8016, 0x8017, 0x8018, 0x8019, 0x801A, 0x8021, 0x8022, 0x8024,
-    0x8025, 0x8026, 0x8027, 0x8029,
+    0x00C4, 0x8000, 0x8014, 0x8015, 0x8016, 0x8017, 0x8018, 0x8019, 0x801A, 0x801C, 0x8021, 0x8022,
+    0x8023, 0x8024, 0x8025, 0x8026, 0x8027, 0x8029,
 ];
 
 /// At most three sessions fit an authorization area.

@@ -163,6 +163,25 @@ fn pcr_update_counter_counts_the_pcrs_each_startup_initialises() {
 }
 
 #[test]
+fn extending_a_saved_pcr_after_shutdown_state_makes_the_next_startup_a_reset() {
+    let mut sim = started();
+    exec(&mut sim, &shutdown(1));
+    exec(&mut sim, &pcr_extend(16));
+    sim.reset();
+    // PCR 16 is not saved: the record stands.
+    assert_eq!(rc(&exec(&mut sim, &startup(1))), ResponseCode::SUCCESS);
+    exec(&mut sim, &shutdown(1));
+    exec(&mut sim, &pcr_extend(0));
+    sim.reset();
+    assert_eq!(
+        rc(&exec(&mut sim, &startup(1))),
+        ResponseCode::VALUE.with_parameter(1)
+    );
+    assert_eq!(rc(&exec(&mut sim, &startup(0))), ResponseCode::SUCCESS);
+    assert_eq!(update_counter(&mut sim), 20, "a Reset, not a Restart");
+}
+
+#[test]
 fn pcrs_16_and_21_to_23_do_not_change_the_update_counter() {
     let mut sim = started();
     for (pcr, locality, counted) in [
@@ -207,8 +226,16 @@ fn the_tag_is_checked_before_the_size_and_an_unknown_value_is_tpm_rc_value() {
     command[0..2].copy_from_slice(&0x8003u16.to_be_bytes());
     command[5] = 40; // the size lies too
     assert_eq!(rc(&exec(&mut sim, &command)), ResponseCode::VALUE);
-    command[0..2].copy_from_slice(&0x8022u16.to_be_bytes());
-    assert_eq!(rc(&exec(&mut sim, &command)), ResponseCode::BAD_TAG);
+    for (tag, expected) in [
+        (0x8022u16, ResponseCode::BAD_TAG),
+        (0x8023, ResponseCode::BAD_TAG),
+        (0x8027, ResponseCode::BAD_TAG),
+        (0x801B, ResponseCode::VALUE),
+        (0x8028, ResponseCode::VALUE),
+    ] {
+        command[0..2].copy_from_slice(&tag.to_be_bytes());
+        assert_eq!(rc(&exec(&mut sim, &command)), expected, "tag {tag:#x}");
+    }
 }
 
 #[test]

@@ -420,6 +420,41 @@ fn shutdown_and_resume() -> Vec<Sequence> {
             .cmd("PCR_Read", read(&saved))
             .done(),
     ];
+    // Commands between Shutdown(STATE) and the power cycle: some make the
+    // saved state stale.
+    let after_shutdown: Vec<(&str, Vec<u8>)> = vec![
+        ("PCR_Extend(0)", pcr_extend(0, &[], &[TPM_ALG_SHA256])),
+        ("PCR_Extend(16)", pcr_extend(16, &[], &[TPM_ALG_SHA256])),
+        ("PCR_Reset(16)", pcr_reset(16)),
+        ("GetRandom", get_random(8)),
+        (
+            "HierarchyChangeAuth",
+            hierarchy_change_auth(TPM_RH_OWNER, &[], b"x"),
+        ),
+        ("CreatePrimary", create_primary(TPM_RH_NULL, &[])),
+        ("SelfTest", self_test(1)),
+        ("Shutdown(CLEAR)", shutdown(TPM_SU_CLEAR)),
+    ];
+    for (label, command) in after_shutdown {
+        let body = if label == "GetRandom" {
+            Body::Random
+        } else if label == "CreatePrimary" {
+            Body::Key
+        } else {
+            Body::Exact
+        };
+        out.push(
+            Builder::new(format!("{label} after Shutdown(STATE)"))
+                .started()
+                .cmd("Shutdown(STATE)", shutdown(TPM_SU_STATE))
+                .at(0, label, command, body)
+                .power_cycle()
+                .cmd("Startup(STATE)", startup(TPM_SU_STATE))
+                .cmd("Startup(CLEAR)", startup(TPM_SU_CLEAR))
+                .cmd("PCR_Read", read(&saved))
+                .done(),
+        );
+    }
     for (start, resume) in [(3u8, 0u8), (0, 3), (3, 3), (0, 4)] {
         out.push(
             Builder::new(format!("Startup at {start}, Resume at {resume}"))
@@ -1203,8 +1238,8 @@ fn header_cases() -> Sequence {
     let rnd = get_random(8);
     let mut b = Builder::new("headers").started();
     for tag in [
-        0x0000u16, 0x00C1, 0x00C4, 0x8000, 0x8003, 0x8014, 0x8021, 0x8022, 0x8025, 0x8026, 0x8027,
-        0xFFFF,
+        0x0000u16, 0x00C1, 0x00C4, 0x8000, 0x8003, 0x8014, 0x801A, 0x801B, 0x801C, 0x8021, 0x8022,
+        0x8023, 0x8024, 0x8025, 0x8026, 0x8027, 0x8028, 0x8029, 0xFFFF,
     ] {
         b = b.cmd(format!("tag {tag:#06x}"), with_tag(rnd.clone(), tag));
     }

@@ -81,6 +81,11 @@ pub(crate) fn pcr_extend(
     if !allowed {
         return Err(ResponseCode::LOCALITY);
     }
+    // Changing a PCR that Shutdown(STATE) saved makes that record stale:
+    // the next Startup is a TPM Reset (libtpms clears its orderly state).
+    if PCR_ATTRIBUTES[index].saved {
+        sim.saved_pcrs = None;
+    }
     for (hash, digest) in digests {
         sim.pcrs.extend(index, hash, digest);
     }
