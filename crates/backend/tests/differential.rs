@@ -96,6 +96,12 @@ fn run_sequence(sequence: &Sequence, tpm: &mut Libtpms, tally: &mut Tally) {
                 sim.power_cycle();
                 tpm.power_cycle();
             }
+            Step::DynamicLaunch(measurement) => {
+                assert_eq!(sim.established(), tpm.established(), "before the launch");
+                sim.dynamic_launch(measurement);
+                tpm.dynamic_launch(measurement);
+                assert!(sim.established() && tpm.established(), "after the launch");
+            }
             Step::Command {
                 label,
                 locality,

@@ -150,13 +150,15 @@ impl Pcrs {
     }
 
     /// PCR[index] = H(PCR[index] ‖ digest) in `bank`; digests for banks
-    /// that are not allocated are ignored, as a TPM does.
+    /// that are not allocated are ignored, as a TPM does. Each extended
+    /// bank is one change of pcrUpdateCounter (reference code `PCRExtend`).
     pub(crate) fn extend(&mut self, index: usize, bank: HashAlg, digest: &[u8]) {
         let Some(slot) = self.slot(bank, index) else {
             return;
         };
         let new = bank.digest(&[slot, digest]);
         slot.copy_from_slice(&new);
+        self.count_change(index);
     }
 
     /// Sets PCR `index` to zero in every bank.

@@ -182,6 +182,29 @@ fn extending_a_saved_pcr_after_shutdown_state_makes_the_next_startup_a_reset() {
 }
 
 #[test]
+fn pcr_update_counter_counts_each_digest_extended() {
+    let mut sim = started();
+    let two = CommandBuilder::with_sessions(cc::PCR_EXTEND)
+        .u32(0)
+        .password_session(&[])
+        .u32(2)
+        .u16(SHA256)
+        .bytes(&[1; 32])
+        .u16(0x000C)
+        .bytes(&[1; 48])
+        .finish();
+    assert_eq!(rc(&exec(&mut sim, &two)), ResponseCode::SUCCESS);
+    assert_eq!(update_counter(&mut sim), 22);
+    let none = CommandBuilder::with_sessions(cc::PCR_EXTEND)
+        .u32(0)
+        .password_session(&[])
+        .u32(0)
+        .finish();
+    assert_eq!(rc(&exec(&mut sim, &none)), ResponseCode::SUCCESS);
+    assert_eq!(update_counter(&mut sim), 22);
+}
+
+#[test]
 fn pcrs_16_and_21_to_23_do_not_change_the_update_counter() {
     let mut sim = started();
     for (pcr, locality, counted) in [

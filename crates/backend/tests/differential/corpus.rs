@@ -45,6 +45,9 @@ pub enum Step {
     },
     /// _TPM_Init on both TPMs.
     PowerCycle,
+    /// A dynamic launch (_TPM_Hash_Start, _TPM_Hash_Data with these bytes,
+    /// _TPM_Hash_End) on both TPMs.
+    DynamicLaunch(Vec<u8>),
 }
 
 /// A named list of steps run on fresh TPMs.
@@ -87,6 +90,11 @@ impl Builder {
 
     fn power_cycle(mut self) -> Self {
         self.steps.push(Step::PowerCycle);
+        self
+    }
+
+    fn dynamic_launch(mut self, measurement: &[u8]) -> Self {
+        self.steps.push(Step::DynamicLaunch(measurement.to_vec()));
         self
     }
 
@@ -784,6 +792,57 @@ fn pcr_cases() -> Vec<Sequence> {
         out.push(b.done());
     }
 
+    out.push(
+        Builder::new("PCR_Extend counts each digest")
+            .started()
+            .cmd("two digests", pcr_extend(0, &[], &[sha256, TPM_ALG_SHA384]))
+            .cmd("no digests", pcr_extend(0, &[], &[]))
+            .cmd("SHA256 twice", pcr_extend(1, &[], &[sha256, sha256]))
+            .cmd(
+                "PCR_Read",
+                pcr_read(&[(sha256, &bitmap(&[0, 1])), (TPM_ALG_SHA384, &bitmap(&[0]))]),
+            )
+            .done(),
+    );
+    for locality in [0u8, 2, 3] {
+        out.push(
+            Builder::new(format!("dynamic launch, then locality {locality}"))
+                .started()
+                .dynamic_launch(b"measured launch environment")
+                .at(
+                    locality,
+                    "PCR_Read DRTM SHA256",
+                    pcr_read(&[(sha256, &bitmap(&(17..23).collect::<Vec<_>>()))]),
+                    Body::Exact,
+                )
+                .at(
+                    locality,
+                    "PCR_Read DRTM SHA384",
+                    pcr_read(&[(TPM_ALG_SHA384, &bitmap(&(17..23).collect::<Vec<_>>()))]),
+                    Body::Exact,
+                )
+                .at(
+                    locality,
+                    "PCR_Extend(17)",
+                    pcr_extend(17, &[], &[sha256]),
+                    Body::Exact,
+                )
+                .at(
+                    locality,
+                    "PCR_Extend(22)",
+                    pcr_extend(22, &[], &[sha256]),
+                    Body::Exact,
+                )
+                .at(locality, "PCR_Reset(20)", pcr_reset(20), Body::Exact)
+                .at(
+                    locality,
+                    "PCR_Read DRTM SHA256 again",
+                    pcr_read(&[(sha256, &bitmap(&(17..23).collect::<Vec<_>>()))]),
+                    Body::Exact,
+                )
+                .done(),
+        );
+    }
     let ext = pcr_extend(16, &[], &[sha256]);
     let mut e = Builder::new("PCR_Extend parameters and authorization")
         .started()

@@ -73,6 +73,11 @@ impl Libtpms {
             std::fs::remove_file(&path).expect("state file removed");
         }
         self.ctrl.init(0).expect("INIT");
+        // swtpm 0.7.1 keeps tpmEstablished across a new state file
+        // (measured): clear it as a newly manufactured TPM has it.
+        self.ctrl
+            .reset_tpm_established(3)
+            .expect("RESET_TPMESTABLISHED");
         self.locality = None;
     }
 
@@ -80,6 +85,19 @@ impl Libtpms {
     pub fn power_cycle(&mut self) {
         self.ctrl.init(0).expect("INIT");
         self.locality = None;
+    }
+
+    /// A dynamic launch: HASH_START, HASH_DATA, HASH_END.
+    pub fn dynamic_launch(&mut self, measurement: &[u8]) {
+        self.ctrl.hash_start().expect("HASH_START");
+        self.ctrl.hash_data(measurement).expect("HASH_DATA");
+        self.ctrl.hash_end().expect("HASH_END");
+        self.locality = None;
+    }
+
+    /// The tpmEstablished flag.
+    pub fn established(&mut self) -> bool {
+        self.ctrl.get_tpm_established().expect("GET_TPMESTABLISHED")
     }
 
     /// Runs one command at `locality` and returns the whole response.
@@ -132,6 +150,19 @@ impl Simulator {
     /// A power cycle.
     pub fn power_cycle(&mut self) {
         self.backend.reset().expect("sim reset");
+    }
+
+    /// A dynamic launch measuring `measurement`.
+    pub fn dynamic_launch(&mut self, measurement: &[u8]) {
+        self.backend
+            .sim_mut()
+            .dynamic_launch(measurement)
+            .expect("a started sim launches");
+    }
+
+    /// The tpmEstablished flag.
+    pub fn established(&mut self) -> bool {
+        self.backend.established().expect("sim established flag")
     }
 
     /// Runs one command at `locality`.
