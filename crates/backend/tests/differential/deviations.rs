@@ -50,7 +50,11 @@ fn hash_list(x: &Exchange<'_>) -> Option<(u32, Vec<u16>)> {
     while let Some(hash) = be16(at) {
         hashes.push(hash);
         at += 2 + if read {
-            1 + usize::from(*c.get(at + 2)?)
+            // A selection cut short ends the list, not the answer.
+            let Some(&size) = c.get(at + 2) else {
+                break;
+            };
+            1 + usize::from(size)
         } else {
             match hash {
                 0x0004 => 20,
