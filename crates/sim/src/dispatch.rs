@@ -100,7 +100,8 @@ pub(crate) const COMMANDS: &[Spec] = &[
         handles: &[],
         auth: 0,
         returns_handle: false,
-        nv: false,
+        // Self-test results are kept in NV (TPMA_CC.nv, as libtpms reports).
+        nv: true,
         handler: command::basic::self_test,
     },
     Spec {
@@ -241,10 +242,20 @@ pub(crate) const COMMANDS: &[Spec] = &[
     },
 ];
 
+/// The TPM_ST values other than the two command tags (Part 2, Table 19, up
+/// to v1.85: ATTEST_NV_DIGEST, MESSAGE_VERIFIED, DIGEST_VERIFIED and
+/// FU_MANIFEST included).
+const STRUCTURE_TAGS: &[u16] = &[
+    0x00C4, 0x8000, 0x8014, 0x8015, 0x8016, 0x8017, 0x8018, 0x8019, 0x801A, 0x801C, 0x8021, 0x8022,
+    0x8023, 0x8024, 0x8025, 0x8026, 0x8027, 0x8029,
+];
+
 /// At most three sessions fit an authorization area.
 const MAX_SESSIONS: usize = 3;
 /// The smallest session: handle, empty nonce, attributes, empty HMAC.
 const MIN_SESSION_SIZE: usize = 9;
+/// The reserved bits of TPMA_SESSION.
+const SESSION_RESERVED: u8 = 0x18;
 /// TPMA_SESSION continueSession, the only attribute a password session may carry.
 const CONTINUE_SESSION: u8 = 0x01;
 
@@ -268,14 +279,21 @@ pub(crate) fn execute(sim: &mut Sim, locality: u8, command: &[u8], response: &mu
 }
 
 fn run(sim: &mut Sim, locality: u8, command: &[u8], response: &mut Vec<u8>) -> TpmResult<()> {
-    if command.len() < HEADER_SIZE || command.len() > sim.buffer_size {
+    if command.len() < HEADER_SIZE {
         return Err(ResponseCode::COMMAND_SIZE);
     }
     let header = Header::parse(command).map_err(|_| ResponseCode::COMMAND_SIZE)?;
+    // The tag is unmarshalled before the size is looked at, as a TPM_ST:
+    // a structure tag in the wrong place is TPM_RC_BAD_TAG, a value that
+    // is no TPM_ST at all TPM_RC_VALUE (libtpms and the reference code).
     if header.tag != TPM_ST_NO_SESSIONS && header.tag != TPM_ST_SESSIONS {
-        return Err(ResponseCode::BAD_TAG);
+        return Err(if STRUCTURE_TAGS.contains(&header.tag) {
+            ResponseCode::BAD_TAG
+        } else {
+            ResponseCode::VALUE
+        });
     }
-    if header.size as usize != command.len() {
+    if header.size as usize != command.len() || command.len() > sim.buffer_size {
         return Err(ResponseCode::COMMAND_SIZE);
     }
     let spec = COMMANDS
@@ -295,14 +313,15 @@ fn run(sim: &mut Sim, locality: u8, command: &[u8], response: &mut Vec<u8>) -> T
     for (i, slot) in handles.iter_mut().take(spec.handles.len()).enumerate() {
         *slot = body.u32().handle(i as u8 + 1)?;
     }
+    // Every handle must name something loaded before sessions are read.
+    for (i, kind) in spec.handles.iter().enumerate() {
+        check_handle(sim, *kind, handles[i], i)?;
+    }
     let sessions = if header.tag == TPM_ST_SESSIONS {
         parse_sessions(&mut body)?
     } else {
         Vec::new()
     };
-    for (i, kind) in spec.handles.iter().enumerate() {
-        check_handle(sim, *kind, handles[i], i)?;
-    }
     authorize(sim, spec, &handles, header.tag, &sessions)?;
     sim.cancel.check()?;
 
@@ -355,20 +374,34 @@ fn run(sim: &mut Sim, locality: u8, command: &[u8], response: &mut Vec<u8>) -> T
 /// (TPM_RC_REFERENCE_S0 + n), any other handle is TPM_RC_VALUE for that
 /// session.
 fn parse_sessions(body: &mut In<'_>) -> TpmResult<Vec<PasswordSession>> {
-    let size = body.u32().map_err(|_| ResponseCode::AUTHSIZE)? as usize;
+    // A missing authorizationSize is TPM_RC_INSUFFICIENT and one that
+    // cannot hold a session or overruns the command TPM_RC_SIZE, both
+    // without a number (libtpms 0.9, ExecuteCommand).
+    let size = body.u32()? as usize;
     if size < MIN_SESSION_SIZE || size > body.remaining() {
-        return Err(ResponseCode::AUTHSIZE);
+        return Err(ResponseCode::SIZE);
     }
     let mut area = In::new(body.bytes(size)?);
     let mut sessions = Vec::new();
     while area.remaining() > 0 {
-        if sessions.len() == MAX_SESSIONS {
-            return Err(ResponseCode::AUTHSIZE);
-        }
         let n = sessions.len() as u8 + 1;
+        // A fourth session is TPM_RC_SIZE for that session (libtpms).
+        if sessions.len() == MAX_SESSIONS {
+            return Err(at_session(ResponseCode::SIZE, n));
+        }
         let handle = area.u32().session(n)?;
+        // TPMI_SH_AUTH_SESSION: the password handle or a session slot;
+        // anything else is refused as it is unmarshalled.
+        let session_slot = matches!(handle >> 24, 0x02 | 0x03) && handle & 0x00FF_FFFF < 64;
+        if handle != TPM_RS_PW && !session_slot {
+            return Err(at_session(ResponseCode::VALUE, n));
+        }
         let nonce = area.tpm2b(MAX_DIGEST).session(n)?;
         let attributes = area.u8().session(n)?;
+        // TPMA_SESSION bits 3 and 4 are reserved: refused as unmarshalled.
+        if attributes & SESSION_RESERVED != 0 {
+            return Err(at_session(ResponseCode::RESERVED_BITS, n));
+        }
         let hmac = area.tpm2b(MAX_DIGEST).session(n)?;
         match handle {
             TPM_RS_PW => {
@@ -379,12 +412,12 @@ fn parse_sessions(body: &mut In<'_>) -> TpmResult<Vec<PasswordSession>> {
                     return Err(at_session(ResponseCode::ATTRIBUTES, n));
                 }
             }
-            h if matches!(h >> 24, 0x02 | 0x03) => {
+            // A session slot: no session is ever loaded.
+            _ => {
                 return Err(ResponseCode(
                     ResponseCode::REFERENCE_S0.0 + u32::from(n - 1),
-                ));
+                ))
             }
-            _ => return Err(at_session(ResponseCode::VALUE, n)),
         }
         sessions.push(PasswordSession {
             password: trim_auth(hmac),
@@ -408,6 +441,9 @@ fn check_handle(sim: &Sim, kind: HandleKind, handle: u32, index: usize) -> TpmRe
     let n = index as u8 + 1;
     let valid = match kind {
         HandleKind::Object => match handle >> 24 {
+            // Beyond the transient slots is out of TPMI_DH_OBJECT's range
+            // (TPM_RC_VALUE); an empty slot is not loaded.
+            0x80 if slot_of(handle).is_none() => false,
             0x80 => {
                 if object(sim, handle).is_none() {
                     return Err(ResponseCode(ResponseCode::REFERENCE_H0.0 + index as u32));
@@ -490,9 +526,10 @@ fn authorize(
     for (i, session) in sessions.iter().enumerate() {
         let n = i as u8 + 1;
         // A password session authorizes a handle; one left over (for a
-        // command with fewer authorized handles) has nothing to do.
+        // command with fewer authorized handles) names no entity:
+        // TPM_RC_HANDLE for that session, as libtpms answers.
         if i >= spec.auth {
-            return Err(at_session(ResponseCode::ATTRIBUTES, n));
+            return Err(at_session(ResponseCode::HANDLE, n));
         }
         let entity = auth_value(sim, handles[i])?;
         if !secrets_equal(&session.password, entity.value) {

@@ -49,30 +49,50 @@ const fn resettable(reset: u8, extend: u8, starts_as_ones: bool) -> PcrAttribute
 /// The PCR attribute table of the TCG PC Client Platform TPM Profile, as
 /// the TCG reference implementation encodes it:
 ///
-/// | PCR | reset from | extend from | after TPM Reset |
-/// |---|---|---|---|
-/// | 0–15 | never | 0–4 | zeros (PCR 0: 3 when Startup came from locality 3) |
-/// | 16 (debug) | 0–3 | 0–4 | zeros |
-/// | 17, 18 | 4 | 2–4 | ones |
-/// | 19 | 4 | 2–3 | ones |
-/// | 20 | 2, 4 | 1–3 | ones |
-/// | 21, 22 | 2, 4 | 2 | ones |
-/// | 23 (application) | 0–3 | 0–4 | zeros |
+/// | PCR | reset from | extend from | after TPM Reset | counted |
+/// |---|---|---|---|---|
+/// | 0–15 | never | 0–4 | zeros (PCR 0: 3 when Startup came from locality 3) | yes |
+/// | 16 (debug) | 0–3 | 0–4 | zeros | no |
+/// | 17, 18 | 4 | 2–4 | ones | yes |
+/// | 19 | 4 | 2–3 | ones | yes |
+/// | 20 | 2, 4 | 1–3 | ones | yes |
+/// | 21, 22 | 2, 4 | 2 | ones | no |
+/// | 23 (application) | 0–3 | 0–4 | zeros | no |
+///
+/// "Reset from 4" is what TPM_PT_PCR_RESET_L4 reports, and what a dynamic
+/// launch does; TPM2_PCR_Reset itself is refused at locality 4 (see
+/// [`PCR_RESET_LOCALITY_4`]).
 pub(crate) const PCR_ATTRIBUTES: [PcrAttributes; PCR_COUNT] = {
     let mut t = [static_rtm(); PCR_COUNT];
     t[16] = PcrAttributes {
         no_increment: true,
         ..resettable(0x0F, 0x1F, false)
     };
+    // libtpms 0.9 leaves pcrUpdateCounter alone for 21-23 as for 16
+    // (TPM_PT_PCR_NO_INCREMENT 16, 21, 22, 23).
     t[17] = resettable(0x10, 0x1C, true);
     t[18] = resettable(0x10, 0x1C, true);
     t[19] = resettable(0x10, 0x0C, true);
     t[20] = resettable(0x14, 0x0E, true);
-    t[21] = resettable(0x14, 0x04, true);
-    t[22] = resettable(0x14, 0x04, true);
-    t[23] = resettable(0x0F, 0x1F, false);
+    t[21] = PcrAttributes {
+        no_increment: true,
+        ..resettable(0x14, 0x04, true)
+    };
+    t[22] = PcrAttributes {
+        no_increment: true,
+        ..resettable(0x14, 0x04, true)
+    };
+    t[23] = PcrAttributes {
+        no_increment: true,
+        ..resettable(0x0F, 0x1F, false)
+    };
     t
 };
+
+/// Whether TPM2_PCR_Reset works at locality 4. It does not: a TPM that
+/// supports DRTM resets PCRs 17–22 at locality 4 only through the
+/// _TPM_Hash_Start sequence (reference code `PCRIsResetAllowed`, libtpms).
+pub(crate) const PCR_RESET_LOCALITY_4: bool = false;
 
 /// The PCR values of both banks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +101,10 @@ pub(crate) struct Pcrs {
     sha384: [[u8; 48]; PCR_COUNT],
     /// pcrUpdateCounter.
     pub(crate) update_counter: u32,
+    /// TPM2_Startup came from locality 3; a Resume must then come from
+    /// locality 3 as well. Volatile: the state blob does not carry it, so a
+    /// restored Shutdown(STATE) record resumes from locality 0.
+    pub(crate) startup_locality3: bool,
 }
 
 impl Pcrs {
@@ -90,6 +114,7 @@ impl Pcrs {
             sha256: [[0; 32]; PCR_COUNT],
             sha384: [[0; 48]; PCR_COUNT],
             update_counter: 0,
+            startup_locality3: locality == 3,
         };
         for (i, attributes) in PCR_ATTRIBUTES.iter().enumerate() {
             if attributes.starts_as_ones {
@@ -125,13 +150,15 @@ impl Pcrs {
     }
 
     /// PCR[index] = H(PCR[index] ‖ digest) in `bank`; digests for banks
-    /// that are not allocated are ignored, as a TPM does.
+    /// that are not allocated are ignored, as a TPM does. Each extended
+    /// bank is one change of pcrUpdateCounter (reference code `PCRExtend`).
     pub(crate) fn extend(&mut self, index: usize, bank: HashAlg, digest: &[u8]) {
         let Some(slot) = self.slot(bank, index) else {
             return;
         };
         let new = bank.digest(&[slot, digest]);
         slot.copy_from_slice(&new);
+        self.count_change(index);
     }
 
     /// Sets PCR `index` to zero in every bank.
@@ -161,7 +188,19 @@ impl Pcrs {
             }
         }
         p.update_counter = saved.update_counter;
+        p.count_startup_changes(true);
         p
+    }
+
+    /// Counts, as changes, the PCRs a Startup set to their initial values:
+    /// every PCR, or on a Resume those not saved (reference code
+    /// `PCRStartup`; a fresh libtpms reads pcrUpdateCounter 20).
+    pub(crate) fn count_startup_changes(&mut self, resumed: bool) {
+        for (i, attributes) in PCR_ATTRIBUTES.iter().enumerate() {
+            if !(resumed && attributes.saved) {
+                self.count_change(i);
+            }
+        }
     }
 
     /// Serialised form for a state blob: every value of both banks, then the counter.

@@ -71,9 +71,12 @@ fn size_and_tag_errors() {
     // Shorter than a header.
     assert_eq!(rc(&exec(&mut sim, &good[..9])), ResponseCode::COMMAND_SIZE);
     assert_eq!(rc(&exec(&mut sim, &[])), ResponseCode::COMMAND_SIZE);
-    // Not a TPM 2.0 tag.
+    // Not a TPM_ST at all (a TPM 1.2 tag): TPM_RC_VALUE, as libtpms.
     let mut tagged = good.clone();
     tagged[0..2].copy_from_slice(&0x00C1u16.to_be_bytes());
+    assert_eq!(rc(&exec(&mut sim, &tagged)), ResponseCode::VALUE);
+    // A structure tag where a command tag belongs: TPM_RC_BAD_TAG.
+    tagged[0..2].copy_from_slice(&0x8000u16.to_be_bytes());
     assert_eq!(rc(&exec(&mut sim, &tagged)), ResponseCode::BAD_TAG);
     // Parameters cut short.
     let short = CommandBuilder::no_sessions(cc::GET_CAPABILITY)
@@ -147,12 +150,13 @@ fn authorization_area_errors() {
     // An authorized command without sessions.
     let bare = CommandBuilder::no_sessions(cc::PCR_RESET).u32(16).finish();
     assert_eq!(rc(&exec(&mut sim, &bare)), ResponseCode::AUTH_MISSING);
-    // An authorization size larger than what follows.
+    // An authorization size larger than what follows: TPM_RC_SIZE without
+    // a number, as libtpms answers.
     let command = CommandBuilder::with_sessions(cc::PCR_RESET)
         .u32(16)
         .u32(100)
         .finish();
-    assert_eq!(rc(&exec(&mut sim, &command)), ResponseCode::AUTHSIZE);
+    assert_eq!(rc(&exec(&mut sim, &command)), ResponseCode::SIZE);
     // An HMAC session handle: no such session is loaded.
     let command = CommandBuilder::with_sessions(cc::PCR_RESET)
         .u32(16)
@@ -202,8 +206,8 @@ fn authorization_area_errors() {
         .finish();
     assert_eq!(
         rc(&exec(&mut sim, &command)).0,
-        0x982,
-        "TPM_RC_ATTRIBUTES for session 1"
+        0x98B,
+        "TPM_RC_HANDLE for session 1"
     );
     // The right command still works.
     let response = exec(

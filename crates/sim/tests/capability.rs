@@ -99,8 +99,16 @@ fn commands_and_pcr_banks() {
     ] {
         assert!(codes.contains(&code), "{code:#x}");
     }
-    let (_, count, data) = entries(
+    // The count bounds the banks listed, as in libtpms.
+    let (more, count, data) = entries(
         &exec(&mut sim, &get_capability(TPM_CAP_PCRS, 0, 1)),
+        TPM_CAP_PCRS,
+    );
+    assert_eq!(more, 1);
+    assert_eq!(count, 1);
+    assert_eq!(data, [0, 0x0B, 3, 0xFF, 0xFF, 0xFF]);
+    let (_, count, data) = entries(
+        &exec(&mut sim, &get_capability(TPM_CAP_PCRS, 0, 8)),
         TPM_CAP_PCRS,
     );
     assert_eq!(count, 2);

@@ -102,8 +102,11 @@ fn locality_rules_for_pcrs_16_to_23() {
                 expected,
                 "extend PCR {pcr} from locality {locality}"
             );
+            // TPM2_PCR_Reset never works at locality 4, whatever the table
+            // says: that locality resets PCRs through a dynamic launch.
+            let resettable = reset & bit != 0 && locality != 4;
             let response = exec_at(&mut sim, locality, &pcr_reset(pcr));
-            let expected = if reset & bit != 0 {
+            let expected = if resettable {
                 ResponseCode::SUCCESS
             } else {
                 ResponseCode::LOCALITY
@@ -113,7 +116,7 @@ fn locality_rules_for_pcrs_16_to_23() {
                 expected,
                 "reset PCR {pcr} from locality {locality}"
             );
-            if reset & bit != 0 {
+            if resettable {
                 assert_eq!(
                     read(&mut sim, TPM_ALG_SHA256, pcr as u8),
                     [0; 32],

@@ -9,31 +9,51 @@ use crate::rc::{AtNumber, TpmResult};
 use crate::unmarshal::Out;
 use crate::Sim;
 
+/// The localities TPM2_Startup is accepted from (PC Client: 0, or 3 for a
+/// platform whose H-CRTM starts the TPM there).
+const STARTUP_LOCALITIES: [u8; 2] = [0, 3];
+
 /// Largest GetRandom answer: a TPM2B_DIGEST of the largest hash.
 const MAX_RANDOM: usize = 64;
 
 /// TPM2_Startup. CLEAR after Shutdown(STATE) is a TPM Restart, CLEAR
 /// otherwise a TPM Reset (a new NULL seed); STATE after Shutdown(STATE) is a
 /// TPM Resume, and without it TPM_RC_VALUE.
+///
+/// The locality rules are libtpms' (and the reference code's, which follow
+/// the PC Client profile): Startup is accepted from locality 0 or 3 only,
+/// anything else is TPM_RC_LOCALITY once the parameters have been read; a
+/// Resume must come from the locality class (3 or not) of the start-up it
+/// resumes, or it is TPM_RC_LOCALITY and the saved state stays for a later
+/// Startup. No _TPM_Hash_* sequence is needed before either.
 pub(crate) fn startup(sim: &mut Sim, cmd: &mut Command<'_>, _reply: &mut Reply) -> TpmResult<()> {
-    let su = cmd.params.u16().param(1)?;
-    cmd.params.done()?;
+    let su = read_su(cmd)?;
+    if !STARTUP_LOCALITIES.contains(&cmd.locality) {
+        return Err(ResponseCode::LOCALITY);
+    }
     match su {
-        TPM_SU_CLEAR => {
-            if sim.saved_pcrs.take().is_none() {
-                sim.null_seed = sim.rng.array();
-            }
-            sim.pcrs = Pcrs::after_reset(cmd.locality);
-            sim.platform_auth.clear();
-        }
         TPM_SU_STATE => {
             let saved = sim
                 .saved_pcrs
-                .take()
+                .as_ref()
                 .ok_or(ResponseCode::VALUE.with_parameter(1))?;
-            sim.pcrs = Pcrs::resume(&saved, cmd.locality);
+            if saved.startup_locality3 != (cmd.locality == 3) {
+                return Err(ResponseCode::LOCALITY);
+            }
+            sim.pcrs = Pcrs::resume(saved, cmd.locality);
+            sim.saved_pcrs = None;
         }
-        _ => return Err(ResponseCode::VALUE.with_parameter(1)),
+        _ => {
+            let mut pcrs = Pcrs::after_reset(cmd.locality);
+            match sim.saved_pcrs.take() {
+                // A TPM Restart keeps pcrUpdateCounter.
+                Some(saved) => pcrs.update_counter = saved.update_counter,
+                None => sim.null_seed = sim.rng.array(),
+            }
+            pcrs.count_startup_changes(false);
+            sim.pcrs = pcrs;
+            sim.platform_auth.clear();
+        }
     }
     for slot in &mut sim.objects {
         *slot = None;
@@ -45,14 +65,23 @@ pub(crate) fn startup(sim: &mut Sim, cmd: &mut Command<'_>, _reply: &mut Reply) 
 /// TPM2_Shutdown: STATE records the PCRs for a later Startup(STATE); CLEAR
 /// forgets such a record.
 pub(crate) fn shutdown(sim: &mut Sim, cmd: &mut Command<'_>, _reply: &mut Reply) -> TpmResult<()> {
-    let su = cmd.params.u16().param(1)?;
-    cmd.params.done()?;
-    match su {
-        TPM_SU_CLEAR => sim.saved_pcrs = None,
+    match read_su(cmd)? {
         TPM_SU_STATE => sim.saved_pcrs = Some(sim.pcrs.clone()),
-        _ => return Err(ResponseCode::VALUE.with_parameter(1)),
+        _ => sim.saved_pcrs = None,
     }
     Ok(())
+}
+
+/// The one TPM_SU parameter of Startup and Shutdown: a value other than
+/// CLEAR or STATE is TPM_RC_VALUE as it is unmarshalled, before any bytes
+/// left over are TPM_RC_SIZE.
+fn read_su(cmd: &mut Command<'_>) -> TpmResult<u16> {
+    let su = cmd.params.u16().param(1)?;
+    if su != TPM_SU_CLEAR && su != TPM_SU_STATE {
+        return Err(ResponseCode::VALUE.with_parameter(1));
+    }
+    cmd.params.done()?;
+    Ok(su)
 }
 
 /// TPM2_SelfTest: every algorithm is always tested, so this succeeds.

@@ -29,6 +29,21 @@ const CAP_AUTH_POLICIES: u32 = 9;
 /// TPM_CAP_ACT.
 const CAP_ACT: u32 = 10;
 
+/// TPM_CAP_VENDOR_PROPERTY.
+const CAP_VENDOR_PROPERTY: u32 = 0x100;
+/// PT_VAR: the first variable property.
+const PT_VAR: u32 = 0x200;
+/// TPM_RH_ACT_0 and TPM_RH_ACT_F: the range TPM_CAP_ACT reads.
+const ACT_FIRST: u32 = 0x4000_0110;
+const ACT_LAST: u32 = 0x4000_011F;
+/// The hierarchies TPM_CAP_AUTH_POLICIES reports, sorted.
+const POLICY_HIERARCHIES: [u32; 4] = [
+    TPM_RH_OWNER,
+    TPM_RH_LOCKOUT,
+    TPM_RH_ENDORSEMENT,
+    TPM_RH_PLATFORM,
+];
+
 /// MAX_CAP_BUFFER: capability data is bounded like a reference TPM's.
 const MAX_CAP_BUFFER: usize = 1024;
 /// Room for list entries after moreData, capability and count.
@@ -52,8 +67,8 @@ const ALGORITHMS: &[(u16, u32)] = &[
     (TPM_ALG_SHA256, HASH),
     (TPM_ALG_SHA384, HASH),
     (TPM_ALG_SHA512, HASH),
-    (TPM_ALG_NULL, 0),
-    (TPM_ALG_KDF1_SP800_108, METHOD),
+    // TPM_ALG_NULL is not listed (libtpms and the reference code do not).
+    (TPM_ALG_KDF1_SP800_108, HASH | METHOD),
     (TPM_ALG_SYMCIPHER, OBJECT),
     (TPM_ALG_CFB, SYMMETRIC | ENCRYPTING),
     (TPM_ALG_MLKEM, ASYMMETRIC | OBJECT | ENCRYPTING),
@@ -191,8 +206,12 @@ fn pcr_properties() -> Vec<(u32, [u8; PCR_SELECT_SIZE])> {
     }
     out.push((0x11, bitmap(&|i| PCR_ATTRIBUTES[i].no_increment))); // NO_INCREMENT
     out.push((0x12, bitmap(&|i| (17..=22).contains(&i)))); // DRTM_RESET
-    out.push((0x13, [0; PCR_SELECT_SIZE])); // POLICY
-    out.push((0x14, [0; PCR_SELECT_SIZE])); // AUTH
+                                                           // The reference code's PC Client groups: PCRs 20-22 may be authorized
+                                                           // by policy or by an authValue. Here both stay empty (there is no
+                                                           // TPM2_PCR_SetAuthPolicy or TPM2_PCR_SetAuthValue), which is their
+                                                           // initial value on any TPM.
+    out.push((0x13, bitmap(&|i| (20..=22).contains(&i)))); // POLICY
+    out.push((0x14, bitmap(&|i| (20..=22).contains(&i)))); // AUTH
     out
 }
 
@@ -222,6 +241,11 @@ pub(crate) fn get_capability(
 ) -> TpmResult<()> {
     let p = &mut cmd.params;
     let capability = p.u32().param(1)?;
+    // TPM_CAP is checked as it is unmarshalled, before the property is
+    // read (TPM_CAP_VENDOR_PROPERTY is a TPM_CAP value, refused later).
+    if capability > CAP_ACT && capability != CAP_VENDOR_PROPERTY {
+        return Err(ResponseCode::VALUE.with_parameter(1));
+    }
     let property = p.u32().param(2)?;
     let count = p.u32().param(3)? as usize;
     p.done()?;
@@ -250,7 +274,7 @@ pub(crate) fn get_capability(
                     .collect(),
                 // NV indices, sessions and persistent objects: none exist.
                 0x01 | 0x02 | 0x03 | 0x81 => Vec::new(),
-                _ => return Err(ResponseCode::VALUE.with_parameter(2)),
+                _ => return Err(ResponseCode::HANDLE.with_parameter(2)),
             };
             let from: Vec<u32> = handles.into_iter().filter(|&h| h >= property).collect();
             write_list(&mut data, &from, count, 4, |o, h| o.put_u32(h))
@@ -263,11 +287,37 @@ pub(crate) fn get_capability(
                 .collect();
             write_list(&mut data, &from, count, 4, |o, a| o.put_u32(a))
         }
-        CAP_PP_COMMANDS | CAP_AUDIT_COMMANDS | CAP_ECC_CURVES | CAP_AUTH_POLICIES | CAP_ACT => {
+        CAP_PP_COMMANDS | CAP_AUDIT_COMMANDS | CAP_ECC_CURVES => {
+            data.put_u32(0);
+            false
+        }
+        CAP_AUTH_POLICIES => {
+            if property >> 24 != 0x40 {
+                return Err(ResponseCode::VALUE.with_parameter(2));
+            }
+            // No hierarchy has an authorization policy: each reports a
+            // TPMT_HA of TPM_ALG_NULL.
+            let from: Vec<u32> = POLICY_HIERARCHIES
+                .iter()
+                .copied()
+                .filter(|&h| h >= property)
+                .collect();
+            write_list(&mut data, &from, count, 6, |o, h| {
+                o.put_u32(h);
+                o.put_u16(TPM_ALG_NULL);
+            })
+        }
+        CAP_ACT => {
+            if !(ACT_FIRST..=ACT_LAST).contains(&property) {
+                return Err(ResponseCode::VALUE.with_parameter(2));
+            }
             data.put_u32(0);
             false
         }
         TPM_CAP_PCRS => {
+            if property != 0 {
+                return Err(ResponseCode::VALUE.with_parameter(2));
+            }
             let banks: Vec<PcrSelection> = BANKS
                 .iter()
                 .map(|&hash| PcrSelection {
@@ -275,13 +325,21 @@ pub(crate) fn get_capability(
                     bitmap: [0xFF; PCR_SELECT_SIZE],
                 })
                 .collect();
-            write_pcr_selection(&mut data, &banks);
-            false
+            let taken = banks.len().min(count);
+            write_pcr_selection(&mut data, &banks[..taken]);
+            taken < banks.len()
         }
         TPM_CAP_TPM_PROPERTIES => {
+            // A request answers from one group only: PT_FIXED (below
+            // PT_VAR) or PT_VAR, as libtpms and the reference code do.
+            let group = if property < PT_VAR {
+                0..PT_VAR
+            } else {
+                PT_VAR..u32::MAX
+            };
             let from: Vec<(u32, u32)> = properties(sim)
                 .into_iter()
-                .filter(|(tag, _)| *tag >= property)
+                .filter(|(tag, _)| *tag >= property && group.contains(tag))
                 .collect();
             write_list(&mut data, &from, count, 8, |o, (tag, value)| {
                 o.put_u32(tag);

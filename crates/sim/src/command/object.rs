@@ -319,19 +319,28 @@ pub(crate) fn flush_context(
     _reply: &mut Reply,
 ) -> TpmResult<()> {
     let handle = cmd.params.u32().param(1)?;
-    cmd.params.done()?;
-    match handle >> 24 {
-        0x80 => {
-            let slot = slot_of(handle)
-                .filter(|&s| sim.objects[s].is_some())
-                .ok_or(ResponseCode::HANDLE.with_parameter(1))?;
-            sim.objects[slot] = None;
-            Ok(())
-        }
-        0x02 | 0x03 => Err(ResponseCode::HANDLE.with_parameter(1)),
-        _ => Err(ResponseCode::VALUE.with_parameter(1)),
+    // TPMI_DH_CONTEXT: a handle outside the transient slots or the session
+    // ranges is TPM_RC_VALUE as it is unmarshalled; one inside that names
+    // nothing is TPM_RC_HANDLE (libtpms, with its 64 session slots).
+    let in_range = match handle >> 24 {
+        0x80 => slot_of(handle).is_some(),
+        0x02 | 0x03 => handle & 0x00FF_FFFF < SESSION_SLOTS,
+        _ => false,
+    };
+    if !in_range {
+        return Err(ResponseCode::VALUE.with_parameter(1));
     }
+    cmd.params.done()?;
+    let slot = slot_of(handle)
+        .filter(|&s| sim.objects[s].is_some())
+        .ok_or(ResponseCode::HANDLE.with_parameter(1))?;
+    sim.objects[slot] = None;
+    Ok(())
 }
+
+/// Session handles a TPMI_DH_CONTEXT accepts per session type; no session
+/// is ever loaded here.
+const SESSION_SLOTS: u32 = 64;
 
 /// TPM2_HierarchyChangeAuth.
 pub(crate) fn hierarchy_change_auth(

@@ -6,7 +6,7 @@ use vtpm_wire::ResponseCode;
 use super::{read_pcr_selection, write_pcr_selection, PcrSelection, HASH_COUNT};
 use crate::crypto::HashAlg;
 use crate::dispatch::{Command, Reply};
-use crate::pcr::{PCR_ATTRIBUTES, PCR_SELECT_SIZE};
+use crate::pcr::{PCR_ATTRIBUTES, PCR_RESET_LOCALITY_4, PCR_SELECT_SIZE};
 use crate::rc::{AtNumber, TpmResult};
 use crate::unmarshal::Out;
 use crate::Sim;
@@ -81,20 +81,26 @@ pub(crate) fn pcr_extend(
     if !allowed {
         return Err(ResponseCode::LOCALITY);
     }
+    // Changing a PCR that Shutdown(STATE) saved makes that record stale:
+    // the next Startup is a TPM Reset (libtpms clears its orderly state).
+    if PCR_ATTRIBUTES[index].saved {
+        sim.saved_pcrs = None;
+    }
     for (hash, digest) in digests {
         sim.pcrs.extend(index, hash, digest);
     }
-    sim.pcrs.count_change(index);
     Ok(())
 }
 
-/// TPM2_PCR_Reset: only PCRs whose reset attribute includes this locality.
+/// TPM2_PCR_Reset: only PCRs whose reset attribute includes this locality,
+/// and never at locality 4.
 pub(crate) fn pcr_reset(sim: &mut Sim, cmd: &mut Command<'_>, _reply: &mut Reply) -> TpmResult<()> {
     cmd.params.done()?;
     let index = cmd.handles[0] as usize;
-    let allowed = PCR_ATTRIBUTES
-        .get(index)
-        .is_some_and(|a| a.reset & (1 << cmd.locality) != 0);
+    let allowed = (cmd.locality != 4 || PCR_RESET_LOCALITY_4)
+        && PCR_ATTRIBUTES
+            .get(index)
+            .is_some_and(|a| a.reset & (1 << cmd.locality) != 0);
     if !allowed {
         return Err(ResponseCode::LOCALITY);
     }
