@@ -138,13 +138,11 @@ fn a_linux_guest_finds_swtpm_behind_tpm_tis_and_reads_the_pcr0_seabios_measured(
 }
 
 #[test]
-#[ignore = "needs vtpm serve"]
 fn a_linux_guest_finds_vtpm_serve_behind_tpm_crb_and_reads_the_pcr0_seabios_measured() {
     guest_finds_the_tpm_and_reads_the_pcr0_seabios_measured(TpmServer::vtpm_serve(), Device::Crb);
 }
 
 #[test]
-#[ignore = "needs vtpm serve"]
 fn a_linux_guest_finds_vtpm_serve_behind_tpm_tis_and_reads_the_pcr0_seabios_measured() {
     guest_finds_the_tpm_and_reads_the_pcr0_seabios_measured(TpmServer::vtpm_serve(), Device::Tis);
 }
