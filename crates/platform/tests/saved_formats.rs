@@ -10,10 +10,23 @@ use vtpm_platform::{Platform, PlatformConfig};
 /// the response.
 const V1_TEST_DOUBLE: &[u8] = include_bytes!("data/platform-v1-test-double.bin");
 
+/// Written by the version-2 format (vtpm-frame, before the interface
+/// section): the same scene as the version-1 blob.
+const V2_TEST_DOUBLE: &[u8] = include_bytes!("data/platform-v2-test-double.bin");
+
 #[test]
 fn a_version_1_blob_restores_with_its_response_and_backend_state() {
+    restores_get_random_scene(V1_TEST_DOUBLE);
+}
+
+#[test]
+fn a_version_2_blob_restores_as_crb_with_its_response_and_backend_state() {
+    restores_get_random_scene(V2_TEST_DOUBLE);
+}
+
+fn restores_get_random_scene(saved: &[u8]) {
     let p = Platform::restore(
-        V1_TEST_DOUBLE,
+        saved,
         Box::new(FnBackend::echo(4096)),
         PlatformConfig::default(),
     )
