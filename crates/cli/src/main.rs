@@ -108,7 +108,7 @@ enum Command {
     },
     /// Report what the backend offers (for swtpm: capabilities and buffer
     /// sizes in use/min/max), its TPM properties, and whether the device
-    /// would advertise CapCRBChunk.
+    /// would advertise CapCRBChunk (CRB) or its interface registers (TIS).
     Probe {
         #[command(flatten)]
         backend: BackendArgs,
