@@ -215,3 +215,66 @@ fn the_classic_commands_pass_over_tis_with_swtpm_migrated_at_every_access() {
     assert!(bus.error().is_none(), "{:?}", bus.error());
     assert!(bus.migrations() > 100, "{} migrations", bus.migrations());
 }
+
+/// Polls `done` for up to five seconds; the answer is deterministic, the
+/// bound only keeps a broken platform from hanging the test.
+fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < until {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    done()
+}
+
+#[test]
+fn a_panicking_backend_over_tis_is_answered_tpm_rc_failure_and_the_next_command_runs() {
+    use vtpm_backend::testing::{Operation, PanicPlan, PanickingDouble};
+    for execution in [Execution::Worker, Execution::Inline] {
+        let plan = std::sync::Arc::new(PanicPlan::default());
+        let p = Platform::new(
+            Box::new(PanickingDouble::echo(4096, plan.clone())),
+            tis(execution),
+        )
+        .unwrap();
+        let mut driver = p.tis_driver();
+        let cmd = commands::get_random(8);
+        plan.arm(Operation::Execute);
+        let answer = driver.transmit(0, &cmd).unwrap();
+        assert_eq!(rc(&answer), ResponseCode::FAILURE, "{execution:?}");
+        assert!(!plan.is_armed(Operation::Execute), "the backend did panic");
+        assert!(p.take_backend_error().is_some());
+        assert_eq!(driver.transmit(0, &cmd).unwrap(), cmd, "{execution:?}");
+    }
+}
+
+#[test]
+fn a_tis_command_cancel_reaches_the_backend_and_the_command_still_completes() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let open = std::sync::Arc::new(AtomicBool::new(false));
+    let backend = FnBackend::gated_echo(4096, open.clone());
+    let cancels = backend.cancel_counter();
+    let p = Platform::new(Box::new(backend), tis(Execution::Worker)).unwrap();
+    let mut bus = p.bus();
+    let cmd = commands::get_random(4);
+    bus.write(0x00, &[0x02]); // requestUse
+    bus.write(0x18, &[0x40]); // commandReady
+    bus.write(0x80, &cmd);
+    bus.write(0x18, &[0x20]); // tpmGo: the gated backend holds it
+    assert!(p.with_device(|d| d.is_executing()));
+    bus.write_u32(0x18, 1 << 24); // commandCancel
+    assert!(
+        eventually(|| cancels.count() == 1),
+        "the cancel reached the backend"
+    );
+    open.store(true, Ordering::SeqCst);
+    assert!(
+        eventually(|| bus.read_u32(0x18) & 0x90 == 0x90),
+        "dataAvail"
+    );
+    let mut rsp = vec![0u8; cmd.len()];
+    bus.read(0x80, &mut rsp);
+    assert_eq!(rsp, cmd[..]);
+}
