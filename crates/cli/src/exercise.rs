@@ -1,12 +1,14 @@
-//! `vtpm exercise`: a standard workload through guest driver → CRB →
-//! backend, checking every answer.
+//! `vtpm exercise`: a standard workload through guest driver → CRB or
+//! TIS → backend, checking every answer.
 
 use std::time::Instant;
 
 use sha2::{Digest, Sha256, Sha512};
 use vtpm_client as client;
 use vtpm_client::Response;
-use vtpm_guest::{CrbDriver, DriverError, Mmio, TransmitOptions};
+use vtpm_guest::{
+    CrbDriver, DriverError, Mmio, TisDriver, TisError, TisTransmitOptions, TransmitOptions,
+};
 use vtpm_wire::consts::*;
 use vtpm_wire::structures::{MlDsaParameterSet, MlKemParameterSet, PublicArea};
 use vtpm_wire::{cc, ResponseCode};
@@ -18,9 +20,98 @@ use crate::watch::{Monitor, Outcome};
 /// extend and reset under the PC Client profile.
 pub const WORKLOAD_PCR: u8 = 16;
 
+/// What one transmit moved.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Moved {
+    /// Response bytes.
+    pub response_bytes: usize,
+    /// CRB: window pieces written; TIS: FIFO bursts written.
+    pub sent: usize,
+    /// CRB: window pieces read; TIS: FIFO bursts read.
+    pub received: usize,
+}
+
+/// A failed transmit, of either driver.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The CRB driver's error.
+    #[error(transparent)]
+    Crb(#[from] DriverError),
+    /// The TIS driver's error.
+    #[error(transparent)]
+    Tis(#[from] TisError),
+}
+
+/// A guest driver the workload runs on: CRB or TIS.
+pub trait Transport {
+    /// Sends `command` from `locality`; the response goes into `response`.
+    fn send(
+        &mut self,
+        locality: u8,
+        command: &[u8],
+        response: &mut Vec<u8>,
+        max_response: usize,
+    ) -> Result<(), TransportError>;
+
+    /// What the last send moved (also when it failed).
+    fn moved(&self) -> Moved;
+}
+
+impl<M: Mmio> Transport for CrbDriver<M> {
+    fn send(
+        &mut self,
+        locality: u8,
+        command: &[u8],
+        response: &mut Vec<u8>,
+        max_response: usize,
+    ) -> Result<(), TransportError> {
+        let options = TransmitOptions {
+            max_response,
+            retry_response_after: None,
+        };
+        self.transmit_with(locality, command, response, options)?;
+        Ok(())
+    }
+
+    fn moved(&self) -> Moved {
+        let t = self.last_transfer();
+        Moved {
+            response_bytes: t.response_bytes,
+            sent: t.chunks_sent,
+            received: t.chunks_received,
+        }
+    }
+}
+
+impl<M: Mmio> Transport for TisDriver<M> {
+    fn send(
+        &mut self,
+        locality: u8,
+        command: &[u8],
+        response: &mut Vec<u8>,
+        max_response: usize,
+    ) -> Result<(), TransportError> {
+        let options = TisTransmitOptions {
+            max_response,
+            retry_response_after: None,
+        };
+        self.transmit_with(locality, command, response, options)?;
+        Ok(())
+    }
+
+    fn moved(&self) -> Moved {
+        let t = self.last_transfer();
+        Moved {
+            response_bytes: t.response_bytes,
+            sent: t.bursts_sent,
+            received: t.bursts_received,
+        }
+    }
+}
+
 /// Runs steps through a driver and records what moved.
-pub struct Runner<'a, M: Mmio> {
-    driver: &'a mut CrbDriver<M>,
+pub struct Runner<'a, T: Transport> {
+    driver: &'a mut T,
     locality: u8,
     response: Vec<u8>,
     /// Every step so far.
@@ -53,19 +144,28 @@ pub enum Stop {
 pub struct Watch {
     /// Sees each backend command's outcome.
     pub monitor: Monitor,
-    /// The CRB data window.
+    /// The CRB data window (0 for TIS).
     pub window: usize,
-    /// Whether the device advertises CapCRBChunk.
+    /// Whether the device advertises CapCRBChunk (false for TIS).
     pub chunking: bool,
 }
 
 impl Watch {
     /// The cause of a failed transmit, and whether it ends the run.
-    fn explain(&self, e: &DriverError) -> (String, bool) {
+    fn explain(&self, e: &TransportError) -> (String, bool) {
         let last = self.monitor.last();
         if let Some(failure) = last.as_ref().and_then(Outcome::failure) {
             return (failure, true);
         }
+        let e = match e {
+            TransportError::Crb(e) => e,
+            // TIS has no fatal state (a failed backend is answered with
+            // TPM_RC_FAILURE); a device that stops answering ends the run.
+            TransportError::Tis(e @ TisError::Timeout { .. }) => {
+                return (format!("transport: {e}"), true)
+            }
+            TransportError::Tis(e) => return (format!("transport: {e}"), false),
+        };
         match (e, last) {
             (DriverError::Fatal, Some(Outcome::Answered { bytes, .. }))
                 if !self.chunking && bytes > self.window =>
@@ -96,9 +196,9 @@ pub struct Answer<'r> {
     pub rc: ResponseCode,
 }
 
-impl<'a, M: Mmio> Runner<'a, M> {
+impl<'a, T: Transport> Runner<'a, T> {
     /// A runner on `driver` at `locality`.
-    pub fn new(driver: &'a mut CrbDriver<M>, locality: u8) -> Self {
+    pub fn new(driver: &'a mut T, locality: u8) -> Self {
         Self {
             driver,
             locality,
@@ -118,12 +218,12 @@ impl<'a, M: Mmio> Runner<'a, M> {
 
     /// Sends `command`; `check` judges the answer and returns a detail for
     /// the report (or the reason it failed) and a value for later steps.
-    pub fn step<T>(
+    pub fn step<V>(
         &mut self,
         name: &str,
         command: &[u8],
-        check: impl FnOnce(&Answer<'_>) -> Result<(String, T), String>,
-    ) -> Option<T> {
+        check: impl FnOnce(&Answer<'_>) -> Result<(String, V), String>,
+    ) -> Option<V> {
         if self.stopped.is_some() {
             return None;
         }
@@ -140,24 +240,18 @@ impl<'a, M: Mmio> Runner<'a, M> {
             "step starts"
         );
         let started = Instant::now();
-        let result = self.driver.transmit_with(
-            self.locality,
-            command,
-            &mut self.response,
-            TransmitOptions {
-                max_response: 1 << 20,
-                retry_response_after: None,
-            },
-        );
+        let result = self
+            .driver
+            .send(self.locality, command, &mut self.response, 1 << 20);
         let micros = started.elapsed().as_micros() as u64;
-        let moved = self.driver.last_transfer();
+        let moved = self.driver.moved();
         let mut report = StepReport {
             step: name.to_string(),
             command: cc::name(code),
             request_bytes: command.len(),
             response_bytes: moved.response_bytes,
-            chunks_sent: moved.chunks_sent,
-            chunks_received: moved.chunks_received,
+            chunks_sent: moved.sent,
+            chunks_received: moved.received,
             rc: None,
             ok: false,
             micros,
@@ -226,7 +320,7 @@ pub fn success(a: &Answer<'_>) -> Result<(), String> {
 }
 
 /// TPM2_Startup(CLEAR), tolerating a TPM that is already started.
-fn startup<M: Mmio>(r: &mut Runner<'_, M>) {
+fn startup<T: Transport>(r: &mut Runner<'_, T>) {
     r.step("startup", &client::startup(TPM_SU_CLEAR), |a| {
         if a.rc.is_success() {
             Ok(("started".into(), ()))
@@ -251,7 +345,7 @@ pub struct Learnt {
 /// PCR_Extend/PCR_Read checked against SHA-256 on the host, the buffer
 /// properties, the fixed properties (a multi-piece response on small
 /// windows), and `full_frame`.
-pub fn classic_steps<M: Mmio>(r: &mut Runner<'_, M>, backend_buffer: usize) -> Learnt {
+pub fn classic_steps<T: Transport>(r: &mut Runner<'_, T>, backend_buffer: usize) -> Learnt {
     startup(r);
     r.step("get_random", &client::get_random(32), |a| {
         let bytes = client::parse_get_random(a.bytes).map_err(|e| e.to_string())?;
@@ -371,7 +465,7 @@ pub fn hex(bytes: &[u8]) -> String {
 
 /// Starts the TPM (tolerating an earlier Startup) and reads its fixed
 /// properties, for `vtpm probe`; fails with the failing step's cause.
-pub fn properties<M: Mmio>(r: &mut Runner<'_, M>) -> Result<Vec<(u32, u32)>, String> {
+pub fn properties<T: Transport>(r: &mut Runner<'_, T>) -> Result<Vec<(u32, u32)>, String> {
     startup(r);
     let properties = r.step(
         "fixed_properties",
@@ -420,8 +514,8 @@ fn set_name(set: MlDsaParameterSet) -> &'static str {
 
 /// Creates a primary key from `template` in the owner hierarchy; returns
 /// its handle and public key.
-fn create_primary<M: Mmio>(
-    r: &mut Runner<'_, M>,
+fn create_primary<T: Transport>(
+    r: &mut Runner<'_, T>,
     name: &str,
     template: &PublicArea,
     key_size: usize,
@@ -447,7 +541,7 @@ fn create_primary<M: Mmio>(
     )
 }
 
-fn flush<M: Mmio>(r: &mut Runner<'_, M>, name: &str, handle: u32) {
+fn flush<T: Transport>(r: &mut Runner<'_, T>, name: &str, handle: u32) {
     r.step(name, &client::flush_context(handle), |a| {
         success(a).map(|()| (format!("flushed {handle:#010x}"), ()))
     });
@@ -458,7 +552,7 @@ fn flush<M: Mmio>(r: &mut Runner<'_, M>, name: &str, handle: u32) {
 /// response for ML-DSA-87) and its verification (a command over 4096
 /// bytes), a hash-ML-DSA-87 SignDigest/VerifyDigestSignature, and an
 /// ML-KEM-1024 encapsulation whose secret the TPM decapsulates again.
-pub fn pqc_steps<M: Mmio>(r: &mut Runner<'_, M>) {
+pub fn pqc_steps<T: Transport>(r: &mut Runner<'_, T>) {
     let algorithms = r.step(
         "algorithms",
         &client::get_capability(TPM_CAP_ALGS, 0, 128),

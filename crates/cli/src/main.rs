@@ -1,5 +1,5 @@
-//! `vtpm`: run TPM traffic through a guest CRB driver, the vtpm CRB device
-//! and a backend, and report what moved.
+//! `vtpm`: run TPM traffic through a guest CRB or TIS driver, the vtpm CRB
+//! or TIS device and a backend, and report what moved.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -9,8 +9,8 @@ use std::time::Duration;
 use clap::{CommandFactory, Parser, Subcommand};
 use vtpm_backend::Backend;
 use vtpm_crb::ChunkPolicy;
-use vtpm_guest::{CrbDriver, Mmio, Timeouts};
-use vtpm_platform::{MigratingBus, Platform, PlatformConfig};
+use vtpm_guest::{CrbDriver, Timeouts, TisDriver};
+use vtpm_platform::{Device, Interface, MigratingBus, Platform, PlatformConfig};
 
 mod backends;
 mod exercise;
@@ -22,7 +22,7 @@ mod serve;
 mod watch;
 
 use backends::{BackendArgs, BackendKind};
-use exercise::{Stop, Watch};
+use exercise::{Stop, Transport, Watch};
 use report::Summary;
 use watch::{Monitor, Watched};
 
@@ -31,11 +31,13 @@ Examples:
   vtpm exercise                               # embedded sim, 3968-byte window, table
   vtpm exercise --window 256 --json           # many pieces each way, JSON lines
   vtpm exercise --backend swtpm               # a fresh swtpm process
+  vtpm exercise --interface tis --json        # the same workload over TIS/FIFO
   vtpm probe --backend swtpm --json           # swtpm's capabilities and buffer sizes
   vtpm replay transcripts/startup.jsonl       # check a register sequence against the model";
 
-/// Run TPM 2.0 traffic through a guest CRB driver, the vtpm CRB device
-/// model (with PTP v1.07 chunking) and a backend, and report what moved.
+/// Run TPM 2.0 traffic through a guest CRB or TIS driver, the vtpm CRB
+/// device model (with PTP v1.07 chunking) or TIS/FIFO device model, and a
+/// backend, and report what moved.
 #[derive(Debug, Parser)]
 #[command(
     name = "vtpm",
@@ -53,6 +55,11 @@ struct Cli {
 
 #[derive(Debug, Clone, clap::Args)]
 struct DeviceArgs {
+    /// The interface the guest driver sees: crb, or tis (TIS/FIFO, whose
+    /// FIFO buffer is the backend buffer; --window and --chunking do not
+    /// apply).
+    #[arg(long, value_name = "INTERFACE", default_value = "crb", value_parser = parse_interface)]
+    interface: Interface,
     /// Bytes of the CRB data window (64..=3968); smaller windows force more pieces.
     #[arg(long, value_name = "BYTES", default_value_t = 3968)]
     window: usize,
@@ -66,6 +73,10 @@ fn parse_chunking(s: &str) -> Result<ChunkPolicy, String> {
     s.parse()
 }
 
+fn parse_interface(s: &str) -> Result<Interface, String> {
+    s.parse()
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the standard workload (Startup, GetRandom, PCR_Extend/PCR_Read
@@ -74,6 +85,8 @@ enum Command {
     /// each step. Exits non-zero if any step fails.
     #[command(
         after_help = "Each step reports the pieces the guest driver really moved through the window.\n\
+        With --interface tis, chunks_sent/chunks_received (sent/recv) count the FIFO bursts the\n\
+        TIS driver moved: each a burstCount read followed by up to that many bytes.\n\
         full_frame sends a padded command of exactly the backend buffer size: TPM_RC_SIZE (0x095)\n\
         proves every byte arrived; TPM_RC_COMMAND_SIZE (0x142) would mean truncation."
     )]
@@ -96,7 +109,7 @@ enum Command {
     },
     /// Report what the backend offers (for swtpm: capabilities and buffer
     /// sizes in use/min/max), its TPM properties, and whether the device
-    /// would advertise CapCRBChunk.
+    /// would advertise CapCRBChunk (CRB) or its interface registers (TIS).
     Probe {
         #[command(flatten)]
         backend: BackendArgs,
@@ -106,17 +119,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run an MMIO transcript (JSON lines) against a CRB device whose
-    /// backend is fresh and not yet started, and check every expectation.
+    /// Run an MMIO transcript (JSON lines) against a CRB or TIS device
+    /// whose backend is fresh and not yet started, and check every
+    /// expectation.
     #[command(
         after_help = "Transcript lines (offsets relative to the locality's page; numbers as integers or \"0x...\"):\n\
   {\"config\": {\"window\": 256, \"chunking\": \"auto\"}}            optional, first line only\n\
+  {\"config\": {\"interface\": \"tis\"}}                            a TIS device (default \"crb\")\n\
   {\"write\": {\"locality\": 0, \"offset\": 76, \"size\": 4, \"value\": 1}}\n\
   {\"read\": {\"locality\": 0, \"offset\": 0, \"size\": 4, \"expect\": 130, \"mask\": 255}}\n\
   {\"window_write\": {\"locality\": 0, \"offset\": 0, \"hex\": \"8001...\"}}\n\
   {\"window_read\": {\"locality\": 0, \"offset\": 0, \"len\": 10, \"expect_hex\": \"8001xxxxxxxx00000000\"}}\n\
   {\"wait\": {\"locality\": 0, \"offset\": 76, \"mask\": 1, \"value\": 0, \"timeout_ms\": 2000}}\n\
-Register offsets stay inside the locality's 4 KiB page, window accesses inside the window.\n\
+  {\"fifo_write\": {\"locality\": 0, \"hex\": \"8001...\"}}                TIS: one byte per TPM_DATA_FIFO write\n\
+  {\"fifo_read\": {\"locality\": 0, \"len\": 10, \"expect_hex\": \"8001xx...\"}}  TIS: one byte per TPM_DATA_FIFO read\n\
+Register offsets stay inside the locality's 4 KiB page, window accesses inside the window;\n\
+window steps need CRB, fifo steps TIS.\n\
 Exits 0 when every expectation holds; 1 naming the first line that failed; 2 naming the line\n\
 that cannot be run (not JSON, unknown step or key, a number out of range, an access outside\n\
 the device, a wait over 600000 ms, or no step at all)."
@@ -183,12 +201,14 @@ fn platform(
     let platform = Platform::new(
         opened,
         PlatformConfig {
+            interface: device.interface,
             window_size: device.window,
             chunking: device.chunking,
             ..PlatformConfig::default()
         },
     )?;
     tracing::info!(
+        interface = device.interface.name(),
         window = device.window,
         chunking = ?device.chunking,
         "platform ready"
@@ -196,10 +216,30 @@ fn platform(
     Ok(platform)
 }
 
+/// What the device is: its backend buffer, and for CRB its window and
+/// whether it advertises CapCRBChunk.
+#[derive(Debug, Clone, Copy)]
+struct Facts {
+    buffer: usize,
+    crb: Option<(usize, bool)>,
+}
+
+fn facts(platform: &Platform) -> Facts {
+    platform.with_device(|d| match d {
+        Device::Crb(c) => Facts {
+            buffer: c.config().backend_buffer,
+            crb: Some((c.config().window_size, c.chunking_advertised())),
+        },
+        Device::Tis(t) => Facts {
+            buffer: t.config().backend_buffer,
+            crb: None,
+        },
+    })
+}
+
 /// What the runner needs to explain failures on `platform`.
 fn watch(platform: &Platform, monitor: &Monitor) -> Watch {
-    let (window, chunking) =
-        platform.with_device(|d| (d.config().window_size, d.chunking_advertised()));
+    let (window, chunking) = facts(platform).crb.unwrap_or((0, false));
     Watch {
         monitor: monitor.clone(),
         window,
@@ -267,8 +307,8 @@ fn run_exercise(
     let monitor = Monitor::default();
     let platform = platform(backend, device, &monitor)?;
     let watch = watch(&platform, &monitor);
-    let (buffer, chunking) =
-        platform.with_device(|d| (d.config().backend_buffer, d.chunking_advertised()));
+    let facts = facts(&platform);
+    let buffer = facts.buffer;
     let backend_name = platform.backend_name().to_string();
     if !json && !output::line(&report::table_header()) {
         return Ok(ExitCode::SUCCESS);
@@ -291,22 +331,34 @@ fn run_exercise(
                     .map(|b| Box::new(Watched::new(b, factory_monitor.clone())) as Box<dyn Backend>)
             }),
         );
-        let mut driver = CrbDriver::new(bus);
-        driver.set_timeouts(timeouts);
-        let (steps, stopped) = workload(&mut driver, locality, buffer, watch, print);
-        let bus = driver.mmio();
-        if let Some(e) = bus.error() {
-            return Err(format!(
-                "migration failed after {} migrations: {e}",
-                bus.migrations()
-            )
-            .into());
-        }
-        (steps, stopped, Some(bus.migrations()))
+        let (steps, stopped, migrated) = match device.interface {
+            Interface::Crb => {
+                let mut driver = CrbDriver::new(bus);
+                driver.set_timeouts(timeouts);
+                let (steps, stopped) = workload(&mut driver, locality, buffer, watch, print);
+                (steps, stopped, migrations(driver.mmio()))
+            }
+            Interface::Tis => {
+                let mut driver = TisDriver::new(bus);
+                driver.set_timeouts(timeouts);
+                let (steps, stopped) = workload(&mut driver, locality, buffer, watch, print);
+                (steps, stopped, migrations(driver.mmio()))
+            }
+        };
+        (steps, stopped, Some(migrated?))
     } else {
-        let mut driver = platform.driver();
-        driver.set_timeouts(timeouts);
-        let (steps, stopped) = workload(&mut driver, locality, buffer, watch, print);
+        let (steps, stopped) = match device.interface {
+            Interface::Crb => {
+                let mut driver = platform.driver();
+                driver.set_timeouts(timeouts);
+                workload(&mut driver, locality, buffer, watch, print)
+            }
+            Interface::Tis => {
+                let mut driver = platform.tis_driver();
+                driver.set_timeouts(timeouts);
+                workload(&mut driver, locality, buffer, watch, print)
+            }
+        };
         (steps, stopped, None)
     };
     let stopped = match stopped {
@@ -317,9 +369,10 @@ fn run_exercise(
     let failed = steps.iter().filter(|s| !s.ok).count();
     let summary = Summary {
         backend: backend_name,
+        interface: device.interface.name(),
         backend_buffer: buffer,
-        window: device.window,
-        chunking_advertised: chunking,
+        window: facts.crb.map(|(window, _)| window),
+        chunking_advertised: facts.crb.map(|(_, chunking)| chunking),
         steps: steps.len(),
         failed,
         migrations,
@@ -337,10 +390,22 @@ fn run_exercise(
     })
 }
 
+/// How many migrations `bus` made, or why they stopped.
+fn migrations(bus: &MigratingBus) -> Result<u64, AnyError> {
+    match bus.error() {
+        Some(e) => Err(format!(
+            "migration failed after {} migrations: {e}",
+            bus.migrations()
+        )
+        .into()),
+        None => Ok(bus.migrations()),
+    }
+}
+
 /// The whole workload on `driver`; prints each step as it ends. Returns
 /// the steps and why the run stopped early, if it did.
-fn workload<M: Mmio>(
-    driver: &mut CrbDriver<M>,
+fn workload<T: Transport>(
+    driver: &mut T,
     locality: u8,
     buffer: usize,
     watch: Watch,
@@ -380,25 +445,59 @@ fn run_probe(backend: &BackendArgs, device: &DeviceArgs, json: bool) -> Result<E
     }
     let monitor = Monitor::default();
     let platform = platform(backend, device, &monitor)?;
-    let (buffer, chunking, window) = platform.with_device(|d| {
-        (
-            d.config().backend_buffer,
-            d.chunking_advertised(),
-            d.config().window_size,
-        )
-    });
+    let facts = facts(&platform);
+    let buffer = facts.buffer;
     let watch = watch(&platform, &monitor);
-    let mut driver = platform.driver();
-    driver.set_timeouts(driver_timeouts(backend.timeout));
-    let info = driver.probe()?;
-    let mut runner = exercise::Runner::new(&mut driver, 0);
-    runner.watch(watch);
-    let properties = exercise::properties(&mut runner)
-        .map_err(|cause| format!("cannot read the TPM properties: {cause}"))?;
+    let timeouts = driver_timeouts(backend.timeout);
+    out.insert("interface".into(), device.interface.name().into());
     out.insert("backend_buffer".into(), buffer.into());
-    out.insert("window".into(), window.into());
-    out.insert("chunking_advertised".into(), chunking.into());
-    out.insert("intf_id".into(), format!("{:#010x}", info.intf_id).into());
+    let mut registers = Vec::new();
+    let properties = match facts.crb {
+        Some((window, chunking)) => {
+            let mut driver = platform.driver();
+            driver.set_timeouts(timeouts);
+            let info = driver.probe()?;
+            out.insert("window".into(), window.into());
+            out.insert("chunking_advertised".into(), chunking.into());
+            out.insert("intf_id".into(), format!("{:#010x}", info.intf_id).into());
+            registers.push(format!(
+                "backend buffer: {buffer} B; window {window} B; CapCRBChunk {}",
+                if chunking {
+                    "advertised"
+                } else {
+                    "not advertised"
+                }
+            ));
+            registers.push(format!("INTF_ID:        {:#010x}", info.intf_id));
+            let mut runner = exercise::Runner::new(&mut driver, 0);
+            runner.watch(watch);
+            exercise::properties(&mut runner)
+        }
+        None => {
+            let mut driver = platform.tis_driver();
+            driver.set_timeouts(timeouts);
+            let info = driver.probe()?;
+            let interface_id = format!("{:#010x}", info.interface_id);
+            let capability = format!("{:#010x}", info.intf_capability);
+            let did_vid = format!("{:#06x}:{:#06x}", info.vendor_id, info.device_id);
+            registers.push(format!(
+                "backend buffer: {buffer} B (the TIS FIFO buffer); {} bytes per FIFO access",
+                info.max_access
+            ));
+            registers.push(format!("INTERFACE_ID:   {interface_id}"));
+            registers.push(format!("INTF_CAPABILITY: {capability}"));
+            registers.push(format!("VID:DID:        {did_vid}, RID {}", info.revision));
+            out.insert("interface_id".into(), interface_id.into());
+            out.insert("intf_capability".into(), capability.into());
+            out.insert("max_access".into(), info.max_access.into());
+            out.insert("vid_did".into(), did_vid.into());
+            out.insert("rid".into(), info.revision.into());
+            let mut runner = exercise::Runner::new(&mut driver, 0);
+            runner.watch(watch);
+            exercise::properties(&mut runner)
+        }
+    }
+    .map_err(|cause| format!("cannot read the TPM properties: {cause}"))?;
     out.insert(
         "tpm_properties".into(),
         properties
@@ -411,15 +510,7 @@ fn run_probe(backend: &BackendArgs, device: &DeviceArgs, json: bool) -> Result<E
         output::line(&serde_json::Value::Object(out).to_string());
         return Ok(ExitCode::SUCCESS);
     }
-    text.push(format!(
-        "backend buffer: {buffer} B; window {window} B; CapCRBChunk {}",
-        if chunking {
-            "advertised"
-        } else {
-            "not advertised"
-        }
-    ));
-    text.push(format!("INTF_ID:        {:#010x}", info.intf_id));
+    text.extend(registers);
     text.push("TPM properties:".into());
     for (k, v) in &properties {
         text.push(format!("  {:<28} {k:#07x} = {v:#x}", properties::label(*k)));

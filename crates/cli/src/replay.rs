@@ -1,17 +1,20 @@
-//! `vtpm replay`: run an MMIO transcript (JSON lines) against a CRB device
-//! and check every expectation.
+//! `vtpm replay`: run an MMIO transcript (JSON lines) against a CRB or TIS
+//! device and check every expectation.
 
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use vtpm_crb::ChunkPolicy;
 use vtpm_guest::Mmio;
+use vtpm_platform::Interface;
 
 use crate::backends::BackendArgs;
 
 /// Device settings a transcript may ask for on its first line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReplayConfig {
+    /// The device's interface (CRB when absent).
+    pub interface: Option<Interface>,
     /// Data window bytes.
     pub window: Option<usize>,
     /// Chunking policy.
@@ -49,6 +52,11 @@ pub enum Step {
         offset: u64,
         expect: Vec<(u8, u8)>,
     },
+    /// Bytes written into TPM_DATA_FIFO, one byte per access (TIS).
+    FifoWrite { locality: u8, bytes: Vec<u8> },
+    /// Bytes read from TPM_DATA_FIFO, one byte per access (TIS), compared
+    /// as for [`Step::WindowRead`].
+    FifoRead { locality: u8, expect: Vec<(u8, u8)> },
     /// Poll a register until `(reg & mask) == value`.
     Wait {
         locality: u8,
@@ -253,6 +261,7 @@ impl Transcript {
     /// window), and a transcript needs at least one step.
     pub fn parse(text: &str) -> Result<Self, ReplayError> {
         let mut config = ReplayConfig {
+            interface: None,
             window: None,
             chunking: None,
         };
@@ -281,12 +290,36 @@ impl Transcript {
                 .map(|(k, v)| (k.as_str(), v))
                 .ok_or_else(|| err("empty object".into()))?;
             let window = config.window.unwrap_or(DEFAULT_WINDOW);
+            let tis = config.interface == Some(Interface::Tis);
+            if kind.starts_with("window_") && tis {
+                return Err(err(format!(
+                    "{kind} needs the CRB interface; TIS transcripts use fifo_write and fifo_read"
+                )));
+            }
+            if kind.starts_with("fifo_") && !tis {
+                return Err(err(format!(
+                    "{kind} needs the TIS interface (config {{\"interface\": \"tis\"}})"
+                )));
+            }
             let step = match kind {
                 "config" => {
                     if seen_step {
                         return Err(err("config must be the first line".into()));
                     }
-                    known_keys(kind, body, &["window", "chunking"]).map_err(err)?;
+                    known_keys(kind, body, &["interface", "window", "chunking"]).map_err(err)?;
+                    if let Some(i) = body.get("interface") {
+                        let s = i
+                            .as_str()
+                            .ok_or_else(|| err("interface must be \"crb\" or \"tis\"".into()))?;
+                        config.interface = Some(s.parse().map_err(err)?);
+                    }
+                    if config.interface == Some(Interface::Tis)
+                        && (body.get("window").is_some() || body.get("chunking").is_some())
+                    {
+                        return Err(err(
+                            "window and chunking apply to the CRB interface only".into()
+                        ));
+                    }
                     if let Some(w) = body.get("window") {
                         let w = number(w, "window").map_err(err)?;
                         if !WINDOW_RANGE.contains(&w) {
@@ -381,6 +414,42 @@ impl Transcript {
                         expect: pattern,
                     }
                 }
+                "fifo_write" => {
+                    known_keys(kind, body, &["locality", "hex"]).map_err(err)?;
+                    let bytes = hex_bytes(
+                        body.get("hex")
+                            .and_then(Value::as_str)
+                            .ok_or_else(|| err("missing \"hex\" (a string)".into()))?,
+                    )
+                    .map_err(err)?;
+                    if bytes.is_empty() {
+                        return Err(err("no bytes: a FIFO access needs at least one".into()));
+                    }
+                    Step::FifoWrite {
+                        locality: locality(body).map_err(err)?,
+                        bytes,
+                    }
+                }
+                "fifo_read" => {
+                    known_keys(kind, body, &["locality", "len", "expect_hex"]).map_err(err)?;
+                    let pattern = hex_pattern(
+                        body.get("expect_hex")
+                            .and_then(Value::as_str)
+                            .ok_or_else(|| err("missing \"expect_hex\" (a string)".into()))?,
+                    )
+                    .map_err(err)?;
+                    let len = optional(body, "len", pattern.len() as u64).map_err(err)?;
+                    if len != pattern.len() as u64 || pattern.is_empty() {
+                        return Err(err(format!(
+                            "len {len} but expect_hex has {} bytes (at least one)",
+                            pattern.len()
+                        )));
+                    }
+                    Step::FifoRead {
+                        locality: locality(body).map_err(err)?,
+                        expect: pattern,
+                    }
+                }
                 "wait" => {
                     known_keys(
                         kind,
@@ -419,7 +488,7 @@ impl Transcript {
             return Err(ReplayError::Parse {
                 line: lines.max(1),
                 message: "the transcript ends without a step (write, read, window_write, \
-                          window_read or wait)"
+                          window_read, fifo_write, fifo_read or wait)"
                     .into(),
             });
         }
@@ -436,6 +505,7 @@ pub fn replay(
 ) -> Result<Result<usize, ReplayError>, crate::AnyError> {
     let transcript = Transcript::parse(text)?;
     let device = crate::DeviceArgs {
+        interface: transcript.config.interface.unwrap_or_default(),
         window: transcript.config.window.unwrap_or(DEFAULT_WINDOW),
         chunking: transcript.config.chunking.unwrap_or_default(),
     };
@@ -464,6 +534,8 @@ fn pattern_hex(pattern: &[(u8, u8)]) -> String {
 
 const PAGE: u64 = 0x1000;
 const WINDOW: u64 = 0x80;
+/// TPM_DATA_FIFO.
+const DATA_FIFO: u64 = 0x24;
 
 /// Runs `transcript` on `mmio`; returns the number of steps checked.
 pub fn run(transcript: &Transcript, mmio: &mut impl Mmio) -> Result<usize, ReplayError> {
@@ -509,6 +581,27 @@ pub fn run(transcript: &Transcript, mmio: &mut impl Mmio) -> Result<usize, Repla
             } => {
                 let mut seen = vec![0u8; expect.len()];
                 mmio.read(u64::from(*locality) * PAGE + WINDOW + offset, &mut seen);
+                if seen.iter().zip(expect).any(|(s, (v, m))| s & m != *v) {
+                    return Err(ReplayError::Mismatch {
+                        line,
+                        expected: pattern_hex(expect),
+                        saw: to_hex(&seen),
+                    });
+                }
+            }
+            Step::FifoWrite { locality, bytes } => {
+                for b in bytes {
+                    mmio.write(u64::from(*locality) * PAGE + DATA_FIFO, &[*b]);
+                }
+            }
+            Step::FifoRead { locality, expect } => {
+                let mut seen = vec![0u8; expect.len()];
+                for b in seen.iter_mut() {
+                    mmio.read(
+                        u64::from(*locality) * PAGE + DATA_FIFO,
+                        std::slice::from_mut(b),
+                    );
+                }
                 if seen.iter().zip(expect).any(|(s, (v, m))| s & m != *v) {
                     return Err(ReplayError::Mismatch {
                         line,
@@ -722,6 +815,8 @@ mod tests {
             "read",
             "window_write",
             "window_read",
+            "fifo_write",
+            "fifo_read",
             "config",
             "bogus",
         ]);
@@ -737,6 +832,7 @@ mod tests {
             "len",
             "window",
             "chunking",
+            "interface",
             "localty",
         ]);
         let value = prop_oneof![

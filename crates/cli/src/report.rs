@@ -13,9 +13,9 @@ pub struct StepReport {
     pub request_bytes: usize,
     /// Response bytes.
     pub response_bytes: usize,
-    /// Window pieces the driver wrote.
+    /// Window pieces the driver wrote (TIS: FIFO bursts written).
     pub chunks_sent: usize,
-    /// Window pieces the driver read.
+    /// Window pieces the driver read (TIS: FIFO bursts read).
     pub chunks_received: usize,
     /// The response code as "0x..." (null when no response came back).
     pub rc: Option<String>,
@@ -32,12 +32,16 @@ pub struct StepReport {
 pub struct Summary {
     /// Backend name.
     pub backend: String,
+    /// "crb" or "tis".
+    pub interface: &'static str,
     /// The backend's negotiated buffer.
     pub backend_buffer: usize,
-    /// The CRB data window.
-    pub window: usize,
-    /// Whether the device advertised CapCRBChunk.
-    pub chunking_advertised: bool,
+    /// The CRB data window (absent for TIS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<usize>,
+    /// Whether the device advertised CapCRBChunk (absent for TIS).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunking_advertised: Option<bool>,
     /// Steps run.
     pub steps: usize,
     /// Steps that failed.
@@ -93,18 +97,20 @@ pub fn table_row(s: &StepReport) -> String {
 
 /// The closing lines of the table.
 pub fn table_summary(s: &Summary) -> String {
+    let device = match (s.window, s.chunking_advertised) {
+        (Some(window), Some(chunking)) => format!(
+            "window {window} B, CapCRBChunk {}",
+            if chunking {
+                "advertised"
+            } else {
+                "not advertised"
+            }
+        ),
+        _ => format!("{} interface", s.interface.to_uppercase()),
+    };
     let mut out = format!(
-        "\nbackend {} (buffer {} B), window {} B, CapCRBChunk {}: {} steps, {} failed",
-        s.backend,
-        s.backend_buffer,
-        s.window,
-        if s.chunking_advertised {
-            "advertised"
-        } else {
-            "not advertised"
-        },
-        s.steps,
-        s.failed
+        "\nbackend {} (buffer {} B), {device}: {} steps, {} failed",
+        s.backend, s.backend_buffer, s.steps, s.failed
     );
     if let Some(m) = s.migrations {
         out.push_str(&format!(", {m} migrations"));
@@ -150,9 +156,10 @@ mod tests {
         assert_eq!(v["rc"], "0x095");
         let summary = Summary {
             backend: "sim".into(),
+            interface: "crb",
             backend_buffer: 8192,
-            window: 3968,
-            chunking_advertised: true,
+            window: Some(3968),
+            chunking_advertised: Some(true),
             steps: 1,
             failed: 0,
             migrations: None,

@@ -2,13 +2,14 @@
 
 use std::sync::Arc;
 
-use vtpm_crb::Action;
 use vtpm_guest::Mmio;
 
 use crate::cancel;
+use crate::device::Action;
 use crate::jobs::{execute, finish_job, run_inline_jobs, Job, Outcome, Shared};
 
-/// MMIO access to the platform's device, as a guest sees it. Every clone,
+/// MMIO access to the platform's device (CRB or TIS, despite the name,
+/// kept for its users), as a guest sees it. Every clone,
 /// and every bus of one platform, reaches the same device and the backend
 /// in use now (also after [`Platform::replace_backend`](crate::Platform::replace_backend)).
 #[derive(Clone)]

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use vtpm_backend::Cancel;
-use vtpm_crb::{Action, CrbDevice, ExecToken};
 
+use crate::device::{Action, Device, Token};
 use crate::jobs::{guarded, Shared, State};
 
 /// The canceller's part of the shared state.
@@ -19,7 +19,7 @@ pub(crate) struct CancelState {
     /// The command to cancel next. A newer request replaces one not sent
     /// yet: the device asks once per command, and only the command still
     /// executing can be cancelled.
-    pub(crate) pending: Option<ExecToken>,
+    pub(crate) pending: Option<Token>,
     /// The canceller thread, started at the first request.
     pub(crate) thread: Option<JoinHandle<()>>,
 }
@@ -27,7 +27,7 @@ pub(crate) struct CancelState {
 /// Asks for the command `token` to be cancelled. Never waits for the
 /// backend: swtpm may answer CANCEL_TPM_CMD only once the command ends,
 /// and no vCPU should wait for that.
-pub(crate) fn request(shared: &Arc<Shared>, state: &mut State, token: ExecToken) {
+pub(crate) fn request(shared: &Arc<Shared>, state: &mut State, token: Token) {
     if state.cancel.handle.is_none() {
         return;
     }
@@ -50,7 +50,7 @@ pub(crate) fn request(shared: &Arc<Shared>, state: &mut State, token: ExecToken)
 }
 
 /// Whether `token` names the command the device is executing.
-fn executing(device: &CrbDevice, token: ExecToken) -> bool {
+fn executing(device: &Device, token: Token) -> bool {
     matches!(device.executing_command(), Some(Action::Execute { token: t, .. }) if t == token)
 }
 

@@ -17,13 +17,48 @@ pub enum Execution {
     Inline,
 }
 
+/// The interface the guest sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Interface {
+    /// CRB (Command Response Buffer): [`vtpm_crb::CrbDevice`].
+    #[default]
+    Crb,
+    /// TIS/FIFO: [`vtpm_tis::TisDevice`]; the FIFO buffer is the backend
+    /// buffer, and `window_size` and `chunking` do not apply.
+    Tis,
+}
+
+impl Interface {
+    /// "crb" or "tis".
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Crb => "crb",
+            Self::Tis => "tis",
+        }
+    }
+}
+
+impl std::str::FromStr for Interface {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "crb" => Ok(Self::Crb),
+            "tis" => Ok(Self::Tis),
+            _ => Err(format!("interface {s:?}: expected crb or tis")),
+        }
+    }
+}
+
 /// The device-side settings of a [`Platform`](crate::Platform); the
 /// backend supplies the buffer size.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlatformConfig {
-    /// Data window bytes (64..=3968).
+    /// The device's interface (CRB unless asked).
+    pub interface: Interface,
+    /// Data window bytes (64..=3968; CRB only).
     pub window_size: usize,
-    /// CapCRBChunk policy.
+    /// CapCRBChunk policy (CRB only).
     pub chunking: ChunkPolicy,
     /// Locality pages (1..=5).
     pub localities: u8,
@@ -50,6 +85,7 @@ impl Default for PlatformConfig {
     fn default() -> Self {
         let crb = CrbConfig::default();
         Self {
+            interface: Interface::Crb,
             window_size: crb.window_size,
             chunking: crb.chunking,
             localities: crb.localities,
@@ -66,6 +102,12 @@ pub enum PlatformError {
     /// The device configuration is invalid.
     #[error("device configuration: {0}")]
     Config(#[from] ConfigError),
+    /// The TIS device configuration is invalid.
+    #[error("TIS device configuration: {0}")]
+    TisConfig(#[from] vtpm_tis::ConfigError),
+    /// The TIS part of a saved platform cannot be restored here.
+    #[error("TIS device snapshot: {0}")]
+    TisSnapshot(#[from] vtpm_tis::SnapshotError),
     /// The backend failed.
     #[error("backend: {0}")]
     Backend(#[from] BackendError),
@@ -107,6 +149,14 @@ pub enum PlatformError {
         snapshot: String,
         /// Backend kind offered for restore.
         backend: &'static str,
+    },
+    /// The snapshot holds another interface than the configuration asks.
+    #[error("snapshot holds a {} device, the configuration asks for {}", snapshot.name(), config.name())]
+    InterfaceMismatch {
+        /// Interface in the snapshot.
+        snapshot: Interface,
+        /// Interface of the configuration.
+        config: Interface,
     },
     /// The bytes are a sealed platform; restore them with their key.
     #[error("the saved platform is sealed: restore it with its key")]

@@ -10,17 +10,17 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use vtpm_backend::{Backend, BackendError};
-use vtpm_crb::{BackendFailed, CrbDevice, ExecToken};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::cancel::CancelState;
+use crate::device::{Device, Token};
 
 /// Where a control job's answer goes: to the one caller that asked.
 pub(crate) type Reply = SyncSender<Result<Zeroizing<Vec<u8>>, BackendError>>;
 
 pub(crate) enum Job {
     Execute {
-        token: ExecToken,
+        token: Token,
         locality: u8,
     },
     ResetEstablished {
@@ -90,7 +90,7 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
 }
 
 pub(crate) struct State {
-    pub(crate) device: CrbDevice,
+    pub(crate) device: Device,
     pub(crate) jobs: VecDeque<Job>,
     /// The command of the queued Execute job (one at most: the device runs
     /// one command at a time). Swapped with the worker's buffer, never
@@ -299,10 +299,10 @@ pub(crate) fn finish_job(state: &mut State, job: Job, outcome: Outcome, response
     match (job, outcome) {
         (Job::Execute { token, .. }, Outcome::Executed(result)) => {
             let answer = match result {
-                Ok(()) => Ok(&mut *response),
+                Ok(()) => Some(&mut *response),
                 Err(e) => {
                     failed(state, e);
-                    Err(BackendFailed)
+                    None
                 }
             };
             state.device.complete_swap(token, answer);

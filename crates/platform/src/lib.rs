@@ -1,4 +1,4 @@
-//! The glue a VMM would write: a CRB device model, a backend run on a
+//! The glue a VMM would write: a CRB or TIS device model, a backend run on a
 //! worker thread (or inline), and an MMIO bus that implements
 //! [`vtpm_guest::Mmio`], so a guest driver drives the whole path.
 //!
@@ -20,13 +20,15 @@
 mod bus;
 mod cancel;
 mod config;
+mod device;
 mod jobs;
 mod migrating;
 mod platform;
 mod saved;
 
 pub use bus::CrbBus;
-pub use config::{Execution, PlatformConfig, PlatformError};
+pub use config::{Execution, Interface, PlatformConfig, PlatformError};
+pub use device::Device;
 pub use migrating::{BackendFactory, MigratingBus};
 pub use platform::Platform;
 pub use saved::{SealingKey, PLATFORM_MAGIC, PLATFORM_VERSION, SEALED_MAGIC, SEALED_VERSION};

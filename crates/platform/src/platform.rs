@@ -9,16 +9,16 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use vtpm_backend::{Backend, BackendError};
-use vtpm_crb::{Action, CrbConfig, CrbDevice};
-use vtpm_guest::CrbDriver;
+use vtpm_guest::{CrbDriver, TisDriver};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::cancel::CancelState;
+use crate::device::{Action, Device};
 use crate::jobs::{guarded, run_inline_jobs, worker, Control, InlineBackend, Job, Shared, State};
 use crate::saved::{seal, unseal, SavedPlatform, SealingKey};
 use crate::{CrbBus, Execution, PlatformConfig, PlatformError};
 
-/// A CRB device wired to a backend.
+/// A CRB or TIS device ([`PlatformConfig::interface`]) wired to a backend.
 pub struct Platform {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
@@ -37,7 +37,7 @@ impl Platform {
     }
 
     fn assemble(
-        device: CrbDevice,
+        device: Device,
         backend: Box<dyn Backend>,
         config: PlatformConfig,
     ) -> Result<Self, PlatformError> {
@@ -76,20 +76,10 @@ impl Platform {
     fn device_for(
         backend: &mut dyn Backend,
         config: &PlatformConfig,
-    ) -> Result<CrbDevice, PlatformError> {
-        let mut device = CrbDevice::new(Self::crb_config(backend, config))?;
+    ) -> Result<Device, PlatformError> {
+        let mut device = Device::new(config.interface, backend.buffer_size(), config)?;
         device.set_established(guarded("established", || backend.established())?);
         Ok(device)
-    }
-
-    fn crb_config(backend: &dyn Backend, config: &PlatformConfig) -> CrbConfig {
-        CrbConfig {
-            window_size: config.window_size,
-            backend_buffer: backend.buffer_size(),
-            chunking: config.chunking,
-            localities: config.localities,
-            ..CrbConfig::default()
-        }
     }
 
     /// Saves device and backend together, for a live migration or a
@@ -116,6 +106,7 @@ impl Platform {
         let backend_state = self.on_backend(state, Control::SaveState);
         let saved = backend_state.and_then(|backend_state| {
             SavedPlatform {
+                interface: self.config.interface,
                 device: &device,
                 backend: self.backend_name,
                 backend_state: &backend_state,
@@ -175,7 +166,8 @@ impl Platform {
     }
 
     /// Builds a platform from [`Platform::save`] bytes (this version's or
-    /// version 1's). `backend`, a fresh one of the same kind, takes the
+    /// an earlier one's, which hold a CRB device). The saved interface must
+    /// be `config.interface` ([`PlatformError::InterfaceMismatch`]). `backend`, a fresh one of the same kind, takes the
     /// saved TPM state; the device resumes exactly where it was. Should the
     /// snapshot hold a command still executing (a device snapshot taken
     /// outside [`Platform::save`]), it is delivered to the new backend.
@@ -191,10 +183,21 @@ impl Platform {
                 backend: backend.name(),
             });
         }
+        if parts.interface != config.interface {
+            return Err(PlatformError::InterfaceMismatch {
+                snapshot: parts.interface,
+                config: config.interface,
+            });
+        }
         guarded("restore_state", || {
             backend.restore_state(parts.backend_state)
         })?;
-        let mut device = CrbDevice::restore(Self::crb_config(&*backend, &config), parts.device)?;
+        let mut device = Device::restore(
+            config.interface,
+            backend.buffer_size(),
+            &config,
+            parts.device,
+        )?;
         device.set_established(guarded("established", || backend.established())?);
         let redeliver = match device.executing_command() {
             Some(Action::Execute {
@@ -257,13 +260,18 @@ impl Platform {
         }
     }
 
-    /// A guest CRB driver on a new bus.
+    /// A guest CRB driver on a new bus (for [`Interface::Crb`](crate::Interface::Crb)).
     pub fn driver(&self) -> CrbDriver<CrbBus> {
         CrbDriver::new(self.bus())
     }
 
+    /// A guest TIS driver on a new bus (for [`Interface::Tis`](crate::Interface::Tis)).
+    pub fn tis_driver(&self) -> TisDriver<CrbBus> {
+        TisDriver::new(self.bus())
+    }
+
     /// Runs `f` on the device, under the platform's lock.
-    pub fn with_device<R>(&self, f: impl FnOnce(&mut CrbDevice) -> R) -> R {
+    pub fn with_device<R>(&self, f: impl FnOnce(&mut Device) -> R) -> R {
         f(&mut self.shared.lock().device)
     }
 

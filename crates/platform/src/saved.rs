@@ -7,13 +7,14 @@ use aes_gcm::{Aes256Gcm, Key, Nonce};
 use vtpm_frame::{Frame, FrameWriter, PREAMBLE_LEN};
 use zeroize::Zeroizing;
 
-use crate::PlatformError;
+use crate::{Interface, PlatformError};
 
 /// First bytes of a saved platform.
 pub const PLATFORM_MAGIC: [u8; 8] = *b"VTPMPLAT";
-/// Version of the saved-platform format written now. Version 1 (before
-/// vtpm-frame) still loads.
-pub const PLATFORM_VERSION: u16 = 2;
+/// Version of the saved-platform format written now. Version 3 adds the
+/// interface section; versions 2 and 1 (before vtpm-frame) hold a CRB
+/// device and still load.
+pub const PLATFORM_VERSION: u16 = 3;
 /// First bytes of a sealed saved platform.
 pub const SEALED_MAGIC: [u8; 8] = *b"VTPMSEAL";
 /// Version of the sealed format.
@@ -24,6 +25,15 @@ mod tag {
     pub const DEVICE: u16 = 1;
     pub const BACKEND_NAME: u16 = 2;
     pub const BACKEND_STATE: u16 = 3;
+    pub const INTERFACE: u16 = 4;
+}
+
+/// The interface section's byte.
+fn interface_code(interface: Interface) -> u8 {
+    match interface {
+        Interface::Crb => 0,
+        Interface::Tis => 1,
+    }
 }
 
 /// Section tags of a sealed platform.
@@ -36,7 +46,9 @@ const NONCE_LEN: usize = 12;
 
 /// The parts of a saved platform.
 pub(crate) struct SavedPlatform<'a> {
-    /// The CRB device snapshot.
+    /// The device's interface.
+    pub(crate) interface: Interface,
+    /// The device snapshot (of `interface`).
     pub(crate) device: &'a [u8],
     /// [`vtpm_backend::Backend::name`] of the backend saved.
     pub(crate) backend: &'a str,
@@ -48,19 +60,21 @@ impl<'a> SavedPlatform<'a> {
     /// The blob, zeroed on drop: it carries the TPM's state.
     pub(crate) fn write(&self) -> Result<Zeroizing<Vec<u8>>, PlatformError> {
         let Self {
+            interface,
             device,
             backend,
             backend_state,
         } = self;
-        let size = device.len() + backend.len() + backend_state.len() + 3 * 10;
+        let size = device.len() + backend.len() + backend_state.len() + 4 * 10;
         let mut w = FrameWriter::with_capacity(PLATFORM_MAGIC, PLATFORM_VERSION, size);
+        w.section(tag::INTERFACE, |s| s.u8(interface_code(*interface)))?;
         w.section(tag::DEVICE, |s| s.raw(device))?;
         w.section(tag::BACKEND_NAME, |s| s.raw(backend.as_bytes()))?;
         w.section(tag::BACKEND_STATE, |s| s.raw(backend_state))?;
         Ok(w.finish())
     }
 
-    /// Reads a blob of version 1 or 2. A sealed blob is
+    /// Reads a blob of version 1, 2 or 3. A sealed blob is
     /// [`PlatformError::Sealed`].
     pub(crate) fn parse(saved: &'a [u8]) -> Result<Self, PlatformError> {
         if saved.starts_with(&SEALED_MAGIC) {
@@ -69,9 +83,29 @@ impl<'a> SavedPlatform<'a> {
         let frame = Frame::parse(&PLATFORM_MAGIC, saved)?;
         match frame.version() {
             1 => Self::parse_v1(&saved[PREAMBLE_LEN..saved.len() - vtpm_frame::CHECKSUM_LEN]),
-            2 => {
-                let [device, name, state] =
-                    frame.known_sections([tag::DEVICE, tag::BACKEND_NAME, tag::BACKEND_STATE])?;
+            version @ (2 | 3) => {
+                let [interface, device, name, state] = frame.known_sections([
+                    tag::INTERFACE,
+                    tag::DEVICE,
+                    tag::BACKEND_NAME,
+                    tag::BACKEND_STATE,
+                ])?;
+                let interface = match (version, interface) {
+                    (2, None) => Interface::Crb,
+                    (2, Some(_)) => {
+                        return Err(PlatformError::Format("interface section in version 2"))
+                    }
+                    (_, None) => return Err(PlatformError::Format("no interface section")),
+                    (_, Some(mut s)) => {
+                        let code = s.u8()?;
+                        s.finish()?;
+                        match code {
+                            0 => Interface::Crb,
+                            1 => Interface::Tis,
+                            _ => return Err(PlatformError::Format("unknown interface")),
+                        }
+                    }
+                };
                 let whole = |s: Option<vtpm_frame::SectionReader<'a>>, what| {
                     let mut s = s.ok_or(PlatformError::Format(what))?;
                     Ok::<_, PlatformError>(s.take(s.remaining())?)
@@ -80,6 +114,7 @@ impl<'a> SavedPlatform<'a> {
                 let name = whole(name, "no backend name section")?;
                 let backend_state = whole(state, "no backend state section")?;
                 Ok(Self {
+                    interface,
                     device,
                     backend: std::str::from_utf8(name)
                         .map_err(|_| PlatformError::Format("backend name is not UTF-8"))?,
@@ -112,6 +147,7 @@ impl<'a> SavedPlatform<'a> {
             return Err(PlatformError::Format("trailing bytes"));
         }
         Ok(Self {
+            interface: Interface::Crb,
             device,
             backend: std::str::from_utf8(name)
                 .map_err(|_| PlatformError::Format("backend name is not UTF-8"))?,

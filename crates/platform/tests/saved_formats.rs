@@ -10,10 +10,23 @@ use vtpm_platform::{Platform, PlatformConfig};
 /// the response.
 const V1_TEST_DOUBLE: &[u8] = include_bytes!("data/platform-v1-test-double.bin");
 
+/// Written by the version-2 format (vtpm-frame, before the interface
+/// section): the same scene as the version-1 blob.
+const V2_TEST_DOUBLE: &[u8] = include_bytes!("data/platform-v2-test-double.bin");
+
 #[test]
 fn a_version_1_blob_restores_with_its_response_and_backend_state() {
+    restores_get_random_scene(V1_TEST_DOUBLE);
+}
+
+#[test]
+fn a_version_2_blob_restores_as_crb_with_its_response_and_backend_state() {
+    restores_get_random_scene(V2_TEST_DOUBLE);
+}
+
+fn restores_get_random_scene(saved: &[u8]) {
     let p = Platform::restore(
-        V1_TEST_DOUBLE,
+        saved,
         Box::new(FnBackend::echo(4096)),
         PlatformConfig::default(),
     )
@@ -32,15 +45,17 @@ fn a_version_1_blob_restores_with_its_response_and_backend_state() {
 }
 
 #[test]
-fn a_save_is_a_version_2_frame_with_device_name_and_state_sections() {
+fn a_save_is_a_version_3_frame_with_interface_device_name_and_state_sections() {
     let mut backend = FnBackend::echo(4096);
     vtpm_backend::Backend::restore_state(&mut backend, &[1]).unwrap();
     let p = Platform::new(Box::new(backend), PlatformConfig::default()).unwrap();
     let saved = p.save(std::time::Duration::from_secs(5)).unwrap();
     let frame = vtpm_frame::Frame::parse(&vtpm_platform::PLATFORM_MAGIC, &saved).unwrap();
     assert_eq!(frame.version(), vtpm_platform::PLATFORM_VERSION);
-    assert_eq!(vtpm_platform::PLATFORM_VERSION, 2);
-    let [device, name, state] = frame.known_sections([1, 2, 3]).unwrap();
+    assert_eq!(vtpm_platform::PLATFORM_VERSION, 3);
+    let [device, name, state, interface] = frame.known_sections([1, 2, 3, 4]).unwrap();
+    let mut interface = interface.unwrap();
+    assert_eq!(interface.take(interface.remaining()).unwrap(), [0], "CRB");
     assert!(device.unwrap().remaining() > 0);
     let mut name = name.unwrap();
     assert_eq!(name.take(name.remaining()).unwrap(), b"test-double");

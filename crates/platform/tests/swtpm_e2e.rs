@@ -328,10 +328,13 @@ fn full_frame_reaches_swtpm_whole_in_two_pieces() {
     bounded(Duration::from_secs(20), || {
         let p = platform(QEMU_WINDOW);
         assert!(
-            p.with_device(|d| d.chunking_advertised()),
+            p.with_device(|d| d.crb().unwrap().chunking_advertised()),
             "swtpm's 4096-byte buffer exceeds the 3968-byte window"
         );
-        assert_eq!(p.with_device(|d| d.config().backend_buffer), SWTPM_BUFFER);
+        assert_eq!(
+            p.with_device(|d| d.crb().unwrap().config().backend_buffer),
+            SWTPM_BUFFER
+        );
         let intf_id = p.bus().read_u32(INTF_ID_LO);
         assert_ne!(intf_id & INTF_ID_CAP_CRB_CHUNK, 0, "INTF_ID {intf_id:#x}");
         let mut driver = driver(&p);
@@ -352,7 +355,7 @@ fn full_frame_reaches_swtpm_whole_in_two_pieces() {
 /// piece count its sizes call for.
 fn workload_through_window(window: usize) {
     let p = platform(window);
-    assert!(p.with_device(|d| d.chunking_advertised()));
+    assert!(p.with_device(|d| d.crb().unwrap().chunking_advertised()));
     let mut driver = driver(&p);
     startup(&mut driver);
 

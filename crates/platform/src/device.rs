@@ -1,0 +1,262 @@
+//! The device a platform hosts: a CRB or a TIS/FIFO interface. Both
+//! crates have the same sans-I/O shape; this enum gives the platform one
+//! vocabulary for them, so the bus, the worker and the canceller do not
+//! care which interface the guest sees.
+
+use vtpm_crb::CrbDevice;
+use vtpm_tis::TisDevice;
+use zeroize::Zeroizing;
+
+use crate::{Interface, PlatformError};
+
+/// Identifies one execution of the hosted device (its own token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Token(pub(crate) u64);
+
+/// Work the hosted device hands to the platform after an MMIO write.
+pub(crate) enum Action<'a> {
+    Execute {
+        token: Token,
+        locality: u8,
+        command: &'a [u8],
+    },
+    Cancel {
+        token: Token,
+    },
+    ResetEstablished {
+        locality: u8,
+    },
+}
+
+impl<'a> From<vtpm_crb::Action<'a>> for Action<'a> {
+    fn from(a: vtpm_crb::Action<'a>) -> Self {
+        match a {
+            vtpm_crb::Action::Execute {
+                token,
+                locality,
+                command,
+            } => Self::Execute {
+                token: Token(token.0),
+                locality,
+                command,
+            },
+            vtpm_crb::Action::Cancel { token } => Self::Cancel {
+                token: Token(token.0),
+            },
+            vtpm_crb::Action::ResetEstablished { locality } => Self::ResetEstablished { locality },
+        }
+    }
+}
+
+impl<'a> From<vtpm_tis::Action<'a>> for Action<'a> {
+    fn from(a: vtpm_tis::Action<'a>) -> Self {
+        match a {
+            vtpm_tis::Action::Execute {
+                token,
+                locality,
+                command,
+            } => Self::Execute {
+                token: Token(token.0),
+                locality,
+                command,
+            },
+            vtpm_tis::Action::Cancel { token } => Self::Cancel {
+                token: Token(token.0),
+            },
+            vtpm_tis::Action::ResetEstablished { locality } => Self::ResetEstablished { locality },
+        }
+    }
+}
+
+/// The device model a [`Platform`](crate::Platform) hosts, reached with
+/// [`Platform::with_device`](crate::Platform::with_device).
+// One device per platform, inside its shared state: boxing the larger
+// variant would only add an indirection to every MMIO access.
+#[allow(clippy::large_enum_variant)]
+pub enum Device {
+    /// A CRB interface ([`Interface::Crb`]).
+    Crb(CrbDevice),
+    /// A TIS/FIFO interface ([`Interface::Tis`]).
+    Tis(TisDevice),
+}
+
+/// Prints the interface and lengths, never bytes (both devices' `Debug`
+/// show lengths only).
+impl std::fmt::Debug for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Crb(d) => f.debug_tuple("Crb").field(d).finish(),
+            Self::Tis(d) => f.debug_tuple("Tis").field(d).finish(),
+        }
+    }
+}
+
+impl Device {
+    /// Which interface this is.
+    pub fn interface(&self) -> Interface {
+        match self {
+            Self::Crb(_) => Interface::Crb,
+            Self::Tis(_) => Interface::Tis,
+        }
+    }
+
+    /// The CRB device, if this is one.
+    pub fn crb(&mut self) -> Option<&mut CrbDevice> {
+        match self {
+            Self::Crb(d) => Some(d),
+            Self::Tis(_) => None,
+        }
+    }
+
+    /// The TIS device, if this is one.
+    pub fn tis(&mut self) -> Option<&mut TisDevice> {
+        match self {
+            Self::Crb(_) => None,
+            Self::Tis(d) => Some(d),
+        }
+    }
+
+    /// The largest command or response the device carries (the backend
+    /// buffer).
+    pub fn transfer_limit(&self) -> usize {
+        match self {
+            Self::Crb(d) => d.transfer_limit(),
+            Self::Tis(d) => d.transfer_limit(),
+        }
+    }
+
+    /// The locality that holds the interface, if any.
+    pub fn active_locality(&self) -> Option<u8> {
+        match self {
+            Self::Crb(d) => d.active_locality(),
+            Self::Tis(d) => d.active_locality(),
+        }
+    }
+
+    /// Whether a command is executing.
+    pub fn is_executing(&self) -> bool {
+        match self {
+            Self::Crb(d) => d.is_executing(),
+            Self::Tis(d) => d.is_executing(),
+        }
+    }
+
+    /// The established flag the device shows.
+    pub fn established(&self) -> bool {
+        match self {
+            Self::Crb(d) => d.established(),
+            Self::Tis(d) => d.established(),
+        }
+    }
+
+    /// Sets the established flag from the backend.
+    pub fn set_established(&mut self, established: bool) {
+        match self {
+            Self::Crb(d) => d.set_established(established),
+            Self::Tis(d) => d.set_established(established),
+        }
+    }
+
+    /// Whether the interrupt line is raised.
+    pub fn interrupt_pending(&self) -> bool {
+        match self {
+            Self::Crb(d) => d.interrupt_pending(),
+            Self::Tis(d) => d.interrupt_pending(),
+        }
+    }
+
+    /// Returns the device to its power-on state.
+    pub fn reset(&mut self) {
+        match self {
+            Self::Crb(d) => d.reset(),
+            Self::Tis(d) => d.reset(),
+        }
+    }
+
+    /// An MMIO read.
+    pub fn read(&mut self, offset: u64, data: &mut [u8]) {
+        match self {
+            Self::Crb(d) => d.read(offset, data),
+            Self::Tis(d) => d.read(offset, data),
+        }
+    }
+
+    pub(crate) fn write(&mut self, offset: u64, data: &[u8]) -> Option<Action<'_>> {
+        match self {
+            Self::Crb(d) => d.write(offset, data).map(Action::from),
+            Self::Tis(d) => d.write(offset, data).map(Action::from),
+        }
+    }
+
+    pub(crate) fn executing_command(&self) -> Option<Action<'_>> {
+        match self {
+            Self::Crb(d) => d.executing_command().map(Action::from),
+            Self::Tis(d) => d.executing_command().map(Action::from),
+        }
+    }
+
+    /// Hands the backend's answer to the device (swapping buffers; `None`
+    /// is a failed backend: CRB shows tpmSts, TIS answers
+    /// TPM_RC_FAILURE).
+    pub(crate) fn complete_swap(&mut self, token: Token, response: Option<&mut Vec<u8>>) {
+        match self {
+            Self::Crb(d) => {
+                let answer = response.ok_or(vtpm_crb::BackendFailed);
+                d.complete_swap(vtpm_crb::ExecToken(token.0), answer);
+            }
+            Self::Tis(d) => {
+                let answer = response.ok_or(vtpm_tis::BackendFailed);
+                d.complete_swap(vtpm_tis::ExecToken(token.0), answer);
+            }
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> Zeroizing<Vec<u8>> {
+        match self {
+            Self::Crb(d) => d.snapshot(),
+            Self::Tis(d) => d.snapshot(),
+        }
+    }
+
+    /// The device for `interface` over a backend buffer of `buffer` bytes.
+    pub(crate) fn new(
+        interface: Interface,
+        buffer: usize,
+        config: &crate::PlatformConfig,
+    ) -> Result<Self, PlatformError> {
+        Ok(match interface {
+            Interface::Crb => Self::Crb(CrbDevice::new(crb_config(buffer, config))?),
+            Interface::Tis => Self::Tis(TisDevice::new(tis_config(buffer, config))?),
+        })
+    }
+
+    pub(crate) fn restore(
+        interface: Interface,
+        buffer: usize,
+        config: &crate::PlatformConfig,
+        snapshot: &[u8],
+    ) -> Result<Self, PlatformError> {
+        Ok(match interface {
+            Interface::Crb => Self::Crb(CrbDevice::restore(crb_config(buffer, config), snapshot)?),
+            Interface::Tis => Self::Tis(TisDevice::restore(tis_config(buffer, config), snapshot)?),
+        })
+    }
+}
+
+fn crb_config(buffer: usize, config: &crate::PlatformConfig) -> vtpm_crb::CrbConfig {
+    vtpm_crb::CrbConfig {
+        window_size: config.window_size,
+        backend_buffer: buffer,
+        chunking: config.chunking,
+        localities: config.localities,
+        ..vtpm_crb::CrbConfig::default()
+    }
+}
+
+fn tis_config(buffer: usize, config: &crate::PlatformConfig) -> vtpm_tis::TisConfig {
+    vtpm_tis::TisConfig {
+        backend_buffer: buffer,
+        localities: config.localities,
+        ..vtpm_tis::TisConfig::default()
+    }
+}
