@@ -39,6 +39,12 @@ pub struct PlatformConfig {
     /// blob for [`Platform::save`](crate::Platform::save)) before the
     /// caller gets [`PlatformError::BackendTimeout`].
     pub control_timeout: Duration,
+    /// The data window is guest RAM the VMM maps (as QEMU does): window
+    /// accesses are memory, not exits, and only register accesses reach
+    /// the device, which copies command pieces from that memory at
+    /// Start/nextChunk and writes response pieces into it. A response is
+    /// then released at goIdle, cmdReady or the next Start.
+    pub window_in_ram: bool,
 }
 
 impl PlatformConfig {
@@ -56,6 +62,7 @@ impl Default for PlatformConfig {
             execution: Execution::Worker,
             idle_spin: Duration::ZERO,
             control_timeout: Self::DEFAULT_CONTROL_TIMEOUT,
+            window_in_ram: false,
         }
     }
 }

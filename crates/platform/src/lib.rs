@@ -20,6 +20,7 @@
 mod bus;
 mod cancel;
 mod config;
+mod exits;
 mod jobs;
 mod migrating;
 mod platform;
@@ -27,6 +28,7 @@ mod saved;
 
 pub use bus::CrbBus;
 pub use config::{Execution, PlatformConfig, PlatformError};
+pub use exits::{io_copy_accesses, MmioExits};
 pub use migrating::{BackendFactory, MigratingBus};
 pub use platform::Platform;
 pub use saved::{SealingKey, PLATFORM_MAGIC, PLATFORM_VERSION, SEALED_MAGIC, SEALED_VERSION};

@@ -24,6 +24,9 @@ mod tag {
     pub const DEVICE: u16 = 1;
     pub const BACKEND_NAME: u16 = 2;
     pub const BACKEND_STATE: u16 = 3;
+    /// The window's guest RAM, when the platform maps it; readers that
+    /// predate it skip it.
+    pub const WINDOW_RAM: u16 = 4;
 }
 
 /// Section tags of a sealed platform.
@@ -42,6 +45,8 @@ pub(crate) struct SavedPlatform<'a> {
     pub(crate) backend: &'a str,
     /// The backend's state blob.
     pub(crate) backend_state: &'a [u8],
+    /// The window's guest RAM, for a platform that maps it.
+    pub(crate) window_ram: Option<&'a [u8]>,
 }
 
 impl<'a> SavedPlatform<'a> {
@@ -51,12 +56,17 @@ impl<'a> SavedPlatform<'a> {
             device,
             backend,
             backend_state,
+            window_ram,
         } = self;
-        let size = device.len() + backend.len() + backend_state.len() + 3 * 10;
+        let ram_len = window_ram.map_or(0, <[u8]>::len);
+        let size = device.len() + backend.len() + backend_state.len() + ram_len + 4 * 10;
         let mut w = FrameWriter::with_capacity(PLATFORM_MAGIC, PLATFORM_VERSION, size);
         w.section(tag::DEVICE, |s| s.raw(device))?;
         w.section(tag::BACKEND_NAME, |s| s.raw(backend.as_bytes()))?;
         w.section(tag::BACKEND_STATE, |s| s.raw(backend_state))?;
+        if let Some(ram) = window_ram {
+            w.section(tag::WINDOW_RAM, |s| s.raw(ram))?;
+        }
         Ok(w.finish())
     }
 
@@ -70,8 +80,12 @@ impl<'a> SavedPlatform<'a> {
         match frame.version() {
             1 => Self::parse_v1(&saved[PREAMBLE_LEN..saved.len() - vtpm_frame::CHECKSUM_LEN]),
             2 => {
-                let [device, name, state] =
-                    frame.known_sections([tag::DEVICE, tag::BACKEND_NAME, tag::BACKEND_STATE])?;
+                let [device, name, state, ram] = frame.known_sections([
+                    tag::DEVICE,
+                    tag::BACKEND_NAME,
+                    tag::BACKEND_STATE,
+                    tag::WINDOW_RAM,
+                ])?;
                 let whole = |s: Option<vtpm_frame::SectionReader<'a>>, what| {
                     let mut s = s.ok_or(PlatformError::Format(what))?;
                     Ok::<_, PlatformError>(s.take(s.remaining())?)
@@ -79,11 +93,13 @@ impl<'a> SavedPlatform<'a> {
                 let device = whole(device, "no device section")?;
                 let name = whole(name, "no backend name section")?;
                 let backend_state = whole(state, "no backend state section")?;
+                let window_ram = ram.map(|r| whole(Some(r), "")).transpose()?;
                 Ok(Self {
                     device,
                     backend: std::str::from_utf8(name)
                         .map_err(|_| PlatformError::Format("backend name is not UTF-8"))?,
                     backend_state,
+                    window_ram,
                 })
             }
             _ => Err(PlatformError::Format("unsupported version")),
@@ -116,6 +132,7 @@ impl<'a> SavedPlatform<'a> {
             backend: std::str::from_utf8(name)
                 .map_err(|_| PlatformError::Format("backend name is not UTF-8"))?,
             backend_state,
+            window_ram: None,
         })
     }
 }
