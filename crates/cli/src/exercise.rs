@@ -30,6 +30,8 @@ pub struct Runner<'a, M: Mmio> {
     /// Why the run stopped early, if it did: later steps are not run.
     pub stopped: Option<Stop>,
     watch: Option<Watch>,
+    /// Reads the bus's exit count, so each step reports its `mmio_exits`.
+    pub exits: Option<fn(&M) -> u64>,
 }
 
 /// Why a run stopped before its last step.
@@ -106,6 +108,7 @@ impl<'a, M: Mmio> Runner<'a, M> {
             on_step: Box::new(|_| true),
             stopped: None,
             watch: None,
+            exits: None,
         }
     }
 
@@ -138,6 +141,7 @@ impl<'a, M: Mmio> Runner<'a, M> {
             bytes = command.len(),
             "step starts"
         );
+        let exits_before = self.exits.map(|count| count(self.driver.mmio()));
         let started = Instant::now();
         let result = self.driver.transmit_with(
             self.locality,
@@ -149,6 +153,10 @@ impl<'a, M: Mmio> Runner<'a, M> {
             },
         );
         let micros = started.elapsed().as_micros() as u64;
+        let mmio_exits = self
+            .exits
+            .zip(exits_before)
+            .map(|(count, before)| count(self.driver.mmio()).saturating_sub(before));
         let moved = self.driver.last_transfer();
         let mut report = StepReport {
             step: name.to_string(),
@@ -160,6 +168,7 @@ impl<'a, M: Mmio> Runner<'a, M> {
             rc: None,
             ok: false,
             micros,
+            mmio_exits,
             detail: String::new(),
         };
         let mut value = None;

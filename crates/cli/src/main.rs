@@ -10,7 +10,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use vtpm_backend::Backend;
 use vtpm_crb::ChunkPolicy;
 use vtpm_guest::{CrbDriver, Mmio, Timeouts};
-use vtpm_platform::{MigratingBus, Platform, PlatformConfig};
+use vtpm_platform::{CrbBus, Execution, MigratingBus, Platform, PlatformConfig};
 
 mod backends;
 mod exercise;
@@ -59,6 +59,15 @@ struct DeviceArgs {
     /// buffer exceeds the window), on, off.
     #[arg(long, value_name = "POLICY", default_value = "auto", value_parser = parse_chunking)]
     chunking: ChunkPolicy,
+    /// Map the data window as guest RAM, as QEMU does: window accesses
+    /// cause no MMIO exits; only register accesses reach the device.
+    #[arg(long)]
+    window_in_ram: bool,
+    /// Run backend commands on the thread that writes Start (a VMM's vCPU
+    /// thread) instead of a worker: no polling of Start, so exit counts
+    /// repeat exactly from run to run.
+    #[arg(long)]
+    inline: bool,
 }
 
 fn parse_chunking(s: &str) -> Result<ChunkPolicy, String> {
@@ -179,6 +188,12 @@ fn platform(
         PlatformConfig {
             window_size: device.window,
             chunking: device.chunking,
+            window_in_ram: device.window_in_ram,
+            execution: if device.inline {
+                Execution::Inline
+            } else {
+                Execution::Worker
+            },
             ..PlatformConfig::default()
         },
     )?;
@@ -274,6 +289,7 @@ fn run_exercise(
         }
     };
     let timeouts = driver_timeouts(backend.timeout);
+    let total_exits;
     let (steps, stopped, migrations) = if migrate {
         let args = backend.clone();
         let factory_monitor = monitor.clone();
@@ -286,8 +302,10 @@ fn run_exercise(
         );
         let mut driver = CrbDriver::new(bus);
         driver.set_timeouts(timeouts);
-        let (steps, stopped) = workload(&mut driver, locality, buffer, watch, print);
+        let exits: fn(&MigratingBus) -> u64 = |b| b.mmio_exits().total();
+        let (steps, stopped) = workload(&mut driver, locality, buffer, watch, exits, print);
         let bus = driver.mmio();
+        total_exits = bus.mmio_exits().total();
         if let Some(e) = bus.error() {
             return Err(format!(
                 "migration failed after {} migrations: {e}",
@@ -299,7 +317,9 @@ fn run_exercise(
     } else {
         let mut driver = platform.driver();
         driver.set_timeouts(timeouts);
-        let (steps, stopped) = workload(&mut driver, locality, buffer, watch, print);
+        let exits: fn(&CrbBus) -> u64 = |b| b.mmio_exits().total();
+        let (steps, stopped) = workload(&mut driver, locality, buffer, watch, exits, print);
+        total_exits = platform.mmio_exits().total();
         (steps, stopped, None)
     };
     let stopped = match stopped {
@@ -315,6 +335,8 @@ fn run_exercise(
         chunking_advertised: chunking,
         steps: steps.len(),
         failed,
+        window_in_ram: device.window_in_ram,
+        mmio_exits: total_exits,
         migrations,
         stopped,
     };
@@ -337,9 +359,11 @@ fn workload<M: Mmio>(
     locality: u8,
     buffer: usize,
     watch: Watch,
+    exits: fn(&M) -> u64,
     print: impl Fn(&report::StepReport) -> bool + 'static,
 ) -> (Vec<report::StepReport>, Option<Stop>) {
     let mut runner = exercise::Runner::new(driver, locality);
+    runner.exits = Some(exits);
     runner.on_step = Box::new(print);
     runner.watch(watch);
     exercise::classic_steps(&mut runner, buffer);
