@@ -21,3 +21,8 @@ mod vm_device_adapters;
 pub use tis::{InlineTis, InlineTisError};
 #[cfg(feature = "vm-device")]
 pub use vm_device_adapters::{IoManagerMmio, VmDevice};
+
+/// docs/integration.md's snippets, compiled and run as doctests.
+#[doc = include_str!("../../../docs/integration.md")]
+#[cfg(doctest)]
+pub struct IntegrationDoctests;
