@@ -28,6 +28,9 @@ impl CrbBus {
 
 /// Where `offset` falls in the data window of its locality page, if it does.
 fn window_offset(state: &State, offset: u64) -> Option<usize> {
+    if offset / LOCALITY_PAGE_SIZE >= u64::from(state.device.config().localities) {
+        return None;
+    }
     let page_off = offset % LOCALITY_PAGE_SIZE;
     let at = page_off.checked_sub(DATA_WINDOW_OFFSET)? as usize;
     (at < state.device.config().window_size).then_some(at)
