@@ -55,9 +55,21 @@ pub trait Transport {
 
     /// What the last send moved (also when it failed).
     fn moved(&self) -> Moved;
+
+    /// The MMIO bus under the driver (for its exit counters).
+    type Bus;
+
+    /// The bus the driver writes to.
+    fn bus(&mut self) -> &Self::Bus;
 }
 
 impl<M: Mmio> Transport for CrbDriver<M> {
+    type Bus = M;
+
+    fn bus(&mut self) -> &M {
+        self.mmio()
+    }
+
     fn send(
         &mut self,
         locality: u8,
@@ -84,6 +96,12 @@ impl<M: Mmio> Transport for CrbDriver<M> {
 }
 
 impl<M: Mmio> Transport for TisDriver<M> {
+    type Bus = M;
+
+    fn bus(&mut self) -> &M {
+        self.mmio()
+    }
+
     fn send(
         &mut self,
         locality: u8,
@@ -122,6 +140,8 @@ pub struct Runner<'a, T: Transport> {
     /// Why the run stopped early, if it did: later steps are not run.
     pub stopped: Option<Stop>,
     watch: Option<Watch>,
+    /// Reads the bus's exit count, so each step reports its `mmio_exits`.
+    pub exits: Option<fn(&T::Bus) -> u64>,
 }
 
 /// Why a run stopped before its last step.
@@ -207,6 +227,7 @@ impl<'a, T: Transport> Runner<'a, T> {
             on_step: Box::new(|_| true),
             stopped: None,
             watch: None,
+            exits: None,
         }
     }
 
@@ -239,11 +260,16 @@ impl<'a, T: Transport> Runner<'a, T> {
             bytes = command.len(),
             "step starts"
         );
+        let exits_before = self.exits.map(|count| count(self.driver.bus()));
         let started = Instant::now();
         let result = self
             .driver
             .send(self.locality, command, &mut self.response, 1 << 20);
         let micros = started.elapsed().as_micros() as u64;
+        let mmio_exits = self
+            .exits
+            .zip(exits_before)
+            .map(|(count, before)| count(self.driver.bus()).saturating_sub(before));
         let moved = self.driver.moved();
         let mut report = StepReport {
             step: name.to_string(),
@@ -255,6 +281,7 @@ impl<'a, T: Transport> Runner<'a, T> {
             rc: None,
             ok: false,
             micros,
+            mmio_exits,
             detail: String::new(),
         };
         let mut value = None;

@@ -10,7 +10,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use vtpm_backend::Backend;
 use vtpm_crb::ChunkPolicy;
 use vtpm_guest::{CrbDriver, Timeouts, TisDriver};
-use vtpm_platform::{Device, Interface, MigratingBus, Platform, PlatformConfig};
+use vtpm_platform::{CrbBus, Device, Execution, Interface, MigratingBus, Platform, PlatformConfig};
 
 mod backends;
 mod exercise;
@@ -67,6 +67,15 @@ struct DeviceArgs {
     /// buffer exceeds the window), on, off.
     #[arg(long, value_name = "POLICY", default_value = "auto", value_parser = parse_chunking)]
     chunking: ChunkPolicy,
+    /// Map the data window as guest RAM, as QEMU does: window accesses
+    /// cause no MMIO exits; only register accesses reach the device.
+    #[arg(long)]
+    window_in_ram: bool,
+    /// Run backend commands on the thread that writes Start (a VMM's vCPU
+    /// thread) instead of a worker: no polling of Start, so exit counts
+    /// repeat exactly from run to run.
+    #[arg(long)]
+    inline: bool,
 }
 
 fn parse_chunking(s: &str) -> Result<ChunkPolicy, String> {
@@ -204,6 +213,12 @@ fn platform(
             interface: device.interface,
             window_size: device.window,
             chunking: device.chunking,
+            window_in_ram: device.window_in_ram,
+            execution: if device.inline {
+                Execution::Inline
+            } else {
+                Execution::Worker
+            },
             ..PlatformConfig::default()
         },
     )?;
@@ -321,6 +336,7 @@ fn run_exercise(
         }
     };
     let timeouts = driver_timeouts(backend.timeout);
+    let total_exits;
     let (steps, stopped, migrations) = if migrate {
         let args = backend.clone();
         let factory_monitor = monitor.clone();
@@ -331,34 +347,39 @@ fn run_exercise(
                     .map(|b| Box::new(Watched::new(b, factory_monitor.clone())) as Box<dyn Backend>)
             }),
         );
+        let exits: fn(&MigratingBus) -> u64 = |b| b.mmio_exits().total();
         let (steps, stopped, migrated) = match device.interface {
             Interface::Crb => {
                 let mut driver = CrbDriver::new(bus);
                 driver.set_timeouts(timeouts);
-                let (steps, stopped) = workload(&mut driver, locality, buffer, watch, print);
+                let (steps, stopped) = workload(&mut driver, locality, buffer, watch, exits, print);
+                total_exits = driver.mmio().mmio_exits().total();
                 (steps, stopped, migrations(driver.mmio()))
             }
             Interface::Tis => {
                 let mut driver = TisDriver::new(bus);
                 driver.set_timeouts(timeouts);
-                let (steps, stopped) = workload(&mut driver, locality, buffer, watch, print);
+                let (steps, stopped) = workload(&mut driver, locality, buffer, watch, exits, print);
+                total_exits = driver.mmio().mmio_exits().total();
                 (steps, stopped, migrations(driver.mmio()))
             }
         };
         (steps, stopped, Some(migrated?))
     } else {
+        let exits: fn(&CrbBus) -> u64 = |b| b.mmio_exits().total();
         let (steps, stopped) = match device.interface {
             Interface::Crb => {
                 let mut driver = platform.driver();
                 driver.set_timeouts(timeouts);
-                workload(&mut driver, locality, buffer, watch, print)
+                workload(&mut driver, locality, buffer, watch, exits, print)
             }
             Interface::Tis => {
                 let mut driver = platform.tis_driver();
                 driver.set_timeouts(timeouts);
-                workload(&mut driver, locality, buffer, watch, print)
+                workload(&mut driver, locality, buffer, watch, exits, print)
             }
         };
+        total_exits = platform.mmio_exits().total();
         (steps, stopped, None)
     };
     let stopped = match stopped {
@@ -375,6 +396,8 @@ fn run_exercise(
         chunking_advertised: facts.crb.map(|(_, chunking)| chunking),
         steps: steps.len(),
         failed,
+        window_in_ram: device.window_in_ram,
+        mmio_exits: total_exits,
         migrations,
         stopped,
     };
@@ -409,9 +432,11 @@ fn workload<T: Transport>(
     locality: u8,
     buffer: usize,
     watch: Watch,
+    exits: fn(&T::Bus) -> u64,
     print: impl Fn(&report::StepReport) -> bool + 'static,
 ) -> (Vec<report::StepReport>, Option<Stop>) {
     let mut runner = exercise::Runner::new(driver, locality);
+    runner.exits = Some(exits);
     runner.on_step = Box::new(print);
     runner.watch(watch);
     exercise::classic_steps(&mut runner, buffer);

@@ -508,6 +508,9 @@ pub fn replay(
         interface: transcript.config.interface.unwrap_or_default(),
         window: transcript.config.window.unwrap_or(DEFAULT_WINDOW),
         chunking: transcript.config.chunking.unwrap_or_default(),
+        // Transcripts check window reads and writes against the device.
+        window_in_ram: false,
+        inline: false,
     };
     let platform = crate::platform(backend, &device, &crate::watch::Monitor::default())?;
     let mut bus = platform.bus();

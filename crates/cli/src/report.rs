@@ -23,6 +23,10 @@ pub struct StepReport {
     pub ok: bool,
     /// Wall time of the round trip.
     pub micros: u64,
+    /// MMIO accesses a VMM would trap during the step (registers, and
+    /// window accesses unless the window is guest RAM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mmio_exits: Option<u64>,
     /// What was checked, or why it failed.
     pub detail: String,
 }
@@ -46,6 +50,10 @@ pub struct Summary {
     pub steps: usize,
     /// Steps that failed.
     pub failed: usize,
+    /// Whether the data window was guest RAM (`--window-in-ram`).
+    pub window_in_ram: bool,
+    /// MMIO accesses a VMM would have trapped over the whole run.
+    pub mmio_exits: u64,
     /// Snapshots restored into a fresh device and backend, when migrating.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub migrations: Option<u64>,
@@ -112,6 +120,15 @@ pub fn table_summary(s: &Summary) -> String {
         "\nbackend {} (buffer {} B), {device}: {} steps, {} failed",
         s.backend, s.backend_buffer, s.steps, s.failed
     );
+    out.push_str(&format!(
+        ", {} MMIO exits (window {})",
+        s.mmio_exits,
+        if s.window_in_ram {
+            "in guest RAM"
+        } else {
+            "trapped"
+        }
+    ));
     if let Some(m) = s.migrations {
         out.push_str(&format!(", {m} migrations"));
     }
@@ -137,6 +154,7 @@ mod tests {
             rc: Some(rc_string(0x95)),
             ok: true,
             micros: 5,
+            mmio_exits: Some(40),
             detail: String::new(),
         };
         let v: serde_json::Value = serde_json::from_str(&json_line(&step)).unwrap();
@@ -150,6 +168,7 @@ mod tests {
             "rc",
             "ok",
             "micros",
+            "mmio_exits",
         ] {
             assert!(v.get(key).is_some(), "{key}");
         }
@@ -162,11 +181,14 @@ mod tests {
             chunking_advertised: Some(true),
             steps: 1,
             failed: 0,
+            window_in_ram: false,
+            mmio_exits: 40,
             migrations: None,
             stopped: None,
         };
         let v: serde_json::Value = serde_json::from_str(&json_summary(&summary)).unwrap();
         assert_eq!(v["summary"]["failed"], 0);
+        assert_eq!(v["summary"]["mmio_exits"], 40);
         assert!(v["summary"].get("migrations").is_none());
         assert!(v["summary"].get("stopped").is_none());
     }

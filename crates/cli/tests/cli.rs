@@ -651,3 +651,53 @@ fn the_readme_says_which_examples_need_the_testing_feature() {
     }
     assert!(readme.contains("features = [\"testing\"]"));
 }
+
+#[test]
+fn window_in_ram_runs_the_workload_with_under_five_percent_of_the_trapped_exits_for_full_frame() {
+    // Inline execution: Start is never polled twice, so the counts repeat.
+    let ram = vtpm(&["exercise", "--json", "--inline", "--window-in-ram"]);
+    assert_ok(&ram);
+    let trapped = vtpm(&["exercise", "--json", "--inline"]);
+    assert_ok(&trapped);
+    let (ram_steps, ram_summary) = json_lines(&ram);
+    let (trapped_steps, trapped_summary) = json_lines(&trapped);
+    assert_eq!(ram_summary["failed"], 0);
+    assert_eq!(ram_summary["window_in_ram"], true);
+    assert_eq!(trapped_summary["window_in_ram"], false);
+    let exits = |v: &Value| v["mmio_exits"].as_u64().expect("mmio_exits");
+    assert!(exits(&ram_summary) > 0);
+    assert!(exits(&ram_summary) < exits(&trapped_summary));
+    let in_ram = exits(step(&ram_steps, "full_frame"));
+    let trapped_frame = exits(step(&trapped_steps, "full_frame"));
+    // 8 KiB written in 8-byte accesses alone is 1,024 trapped exits.
+    assert!(trapped_frame >= 1024, "{trapped_frame}");
+    assert!(
+        in_ram * 20 <= trapped_frame,
+        "{in_ram} exits in RAM mode vs {trapped_frame} trapped"
+    );
+    assert!(ram_steps.iter().all(|s| s.get("mmio_exits").is_some()));
+    // The default worker execution passes too (its exit counts vary with
+    // how often Start is polled, so only the outcome is checked).
+    let worker = vtpm(&["exercise", "--json", "--window-in-ram"]);
+    assert_ok(&worker);
+    let (_, worker_summary) = json_lines(&worker);
+    assert_eq!(worker_summary["failed"], 0);
+    assert!(exits(&worker_summary) > 0);
+}
+
+#[test]
+fn window_in_ram_survives_a_migration_at_every_step() {
+    let out = vtpm(&[
+        "exercise",
+        "--window",
+        "256",
+        "--window-in-ram",
+        "--migrate-every-step",
+        "--json",
+    ]);
+    assert_ok(&out);
+    let (steps, summary) = json_lines(&out);
+    assert_eq!(summary["failed"], 0);
+    assert!(summary["migrations"].as_u64() > Some(100), "{summary}");
+    assert!(steps.iter().any(|s| s["chunks_sent"].as_u64() > Some(1)));
+}

@@ -250,6 +250,10 @@ pub(crate) struct Window {
     pub(crate) bytes: Traffic,
     /// `bytes[dirty..]` is known to be zero.
     pub(crate) dirty: usize,
+    /// Bumped whenever the device changes the bytes, so a VMM-mapped copy
+    /// in guest RAM is rewritten only when it must be. Not state: a
+    /// restored device starts it anywhere.
+    pub(crate) changes: u64,
 }
 
 impl Window {
@@ -257,6 +261,7 @@ impl Window {
         Self {
             bytes: Zeroizing::new(vec![0; len]),
             dirty: 0,
+            changes: 0,
         }
     }
 
@@ -267,6 +272,7 @@ impl Window {
     fn write(&mut self, start: usize, data: &[u8]) {
         self.bytes[start..start + data.len()].copy_from_slice(data);
         self.dirty = self.dirty.max(start + data.len());
+        self.changes = self.changes.wrapping_add(1);
     }
 
     /// Puts a response piece at the start; stale bytes past it (the
@@ -277,11 +283,15 @@ impl Window {
             self.bytes[piece.len()..self.dirty].zeroize();
         }
         self.dirty = piece.len();
+        self.changes = self.changes.wrapping_add(1);
     }
 
+    /// Zeroes the window. Counted as a change even when it was already
+    /// zero here: a guest-RAM window may still hold the guest's bytes.
     fn zero(&mut self) {
         self.bytes[..self.dirty].zeroize();
         self.dirty = 0;
+        self.changes = self.changes.wrapping_add(1);
     }
 }
 
@@ -350,7 +360,7 @@ impl fmt::Debug for CrbDevice {
 
 /// An action decided inside the register logic, before it borrows the
 /// command buffer.
-enum Decided {
+pub(crate) enum Decided {
     Execute,
     Cancel(ExecToken),
     ResetEstablished(u8),
@@ -641,15 +651,25 @@ impl CrbDevice {
     /// An MMIO write of `data` at `offset` from locality 0's page. Returns
     /// the work the host must do, if any.
     pub fn write(&mut self, offset: u64, data: &[u8]) -> Option<Action<'_>> {
-        let decided = match self.target(offset, data.len())? {
+        let decided = self.write_decide(offset, data)?;
+        self.action_for(decided)
+    }
+
+    /// The state change of a write, and the action it decided.
+    pub(crate) fn write_decide(&mut self, offset: u64, data: &[u8]) -> Option<Decided> {
+        match self.target(offset, data.len())? {
             Target::Window { locality, start } => {
                 self.write_window(locality, start, data);
-                return None;
+                None
             }
             Target::Registers { locality, page_off } => {
-                self.write_registers(locality, page_off, data)?
+                self.write_registers(locality, page_off, data)
             }
-        };
+        }
+    }
+
+    /// The action a write decided, borrowing the command it names.
+    pub(crate) fn action_for(&self, decided: Decided) -> Option<Action<'_>> {
         Some(match decided {
             Decided::Execute => match &self.phase {
                 Phase::Executing(ex) => Action::Execute {

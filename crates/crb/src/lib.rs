@@ -17,6 +17,7 @@ extern crate alloc;
 
 pub mod config;
 mod device;
+mod ram;
 mod snapshot;
 pub mod spec;
 mod tpm;

@@ -194,10 +194,13 @@ impl CrbDevice {
             int_enable,
             int_sts,
             ctrl_ext,
-            window: Window {
-                bytes: window,
-                dirty,
-            },
+            window:
+                Window {
+                    bytes: window,
+                    dirty,
+                    // Only tells a guest-RAM copy when to be rewritten.
+                    changes: _,
+                },
             phase,
             // Empty, wiped buffers kept for the next command.
             spare: Spare {

@@ -74,6 +74,12 @@ pub struct PlatformConfig {
     /// blob for [`Platform::save`](crate::Platform::save)) before the
     /// caller gets [`PlatformError::BackendTimeout`].
     pub control_timeout: Duration,
+    /// The data window is guest RAM the VMM maps (as QEMU does): window
+    /// accesses are memory, not exits, and only register accesses reach
+    /// the device, which copies command pieces from that memory at
+    /// Start/nextChunk and writes response pieces into it. A response is
+    /// then released at goIdle, cmdReady or the next Start.
+    pub window_in_ram: bool,
 }
 
 impl PlatformConfig {
@@ -92,6 +98,7 @@ impl Default for PlatformConfig {
             execution: Execution::Worker,
             idle_spin: Duration::ZERO,
             control_timeout: Self::DEFAULT_CONTROL_TIMEOUT,
+            window_in_ram: false,
         }
     }
 }
@@ -102,6 +109,10 @@ pub enum PlatformError {
     /// The device configuration is invalid.
     #[error("device configuration: {0}")]
     Config(#[from] ConfigError),
+    /// `window_in_ram` asks for a CRB data window, but the interface is TIS
+    /// (whose FIFO has no window to map).
+    #[error("window_in_ram needs the CRB interface: TIS has no data window to map")]
+    WindowInRamNeedsCrb,
     /// The TIS device configuration is invalid.
     #[error("TIS device configuration: {0}")]
     TisConfig(#[from] vtpm_tis::ConfigError),

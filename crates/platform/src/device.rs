@@ -211,6 +211,59 @@ impl Device {
         }
     }
 
+    /// The locality pages and the data window size of a CRB device; a TIS
+    /// device has no data window.
+    pub(crate) fn crb_window(&self) -> Option<(u8, usize)> {
+        match self {
+            Self::Crb(d) => Some((d.config().localities, d.config().window_size)),
+            Self::Tis(_) => None,
+        }
+    }
+
+    /// A register write with the CRB data window in guest RAM (`ram`).
+    pub(crate) fn write_in_ram(
+        &mut self,
+        offset: u64,
+        data: &[u8],
+        ram: &mut [u8],
+    ) -> Option<Action<'_>> {
+        match self {
+            Self::Crb(d) => d.write_in_ram(offset, data, ram).map(Action::from),
+            Self::Tis(d) => d.write(offset, data).map(Action::from),
+        }
+    }
+
+    /// [`Device::complete_swap`] with the CRB data window in guest RAM.
+    pub(crate) fn complete_in_ram(
+        &mut self,
+        token: Token,
+        response: Option<&mut Vec<u8>>,
+        ram: &mut [u8],
+    ) {
+        match self {
+            Self::Crb(d) => {
+                let answer = response.ok_or(vtpm_crb::BackendFailed);
+                d.complete_in_ram(vtpm_crb::ExecToken(token.0), answer, ram);
+            }
+            Self::Tis(_) => self.complete_swap(token, response),
+        }
+    }
+
+    /// Writes a CRB device's window over `ram` (nothing for TIS).
+    pub(crate) fn mirror_to(&self, ram: &mut [u8]) {
+        if let Self::Crb(d) = self {
+            d.mirror_to(ram);
+        }
+    }
+
+    /// [`Device::reset`] with the CRB data window in guest RAM.
+    pub(crate) fn reset_in_ram(&mut self, ram: &mut [u8]) {
+        match self {
+            Self::Crb(d) => d.reset_in_ram(ram),
+            Self::Tis(d) => d.reset(),
+        }
+    }
+
     pub(crate) fn snapshot(&self) -> Zeroizing<Vec<u8>> {
         match self {
             Self::Crb(d) => d.snapshot(),
@@ -226,6 +279,9 @@ impl Device {
     ) -> Result<Self, PlatformError> {
         Ok(match interface {
             Interface::Crb => Self::Crb(CrbDevice::new(crb_config(buffer, config))?),
+            Interface::Tis if config.window_in_ram => {
+                return Err(PlatformError::WindowInRamNeedsCrb)
+            }
             Interface::Tis => Self::Tis(TisDevice::new(tis_config(buffer, config))?),
         })
     }
@@ -238,6 +294,9 @@ impl Device {
     ) -> Result<Self, PlatformError> {
         Ok(match interface {
             Interface::Crb => Self::Crb(CrbDevice::restore(crb_config(buffer, config), snapshot)?),
+            Interface::Tis if config.window_in_ram => {
+                return Err(PlatformError::WindowInRamNeedsCrb)
+            }
             Interface::Tis => Self::Tis(TisDevice::restore(tis_config(buffer, config), snapshot)?),
         })
     }

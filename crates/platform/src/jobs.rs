@@ -106,6 +106,11 @@ pub(crate) struct State {
     /// The backend, in inline mode only.
     pub(crate) inline: Option<InlineBackend>,
     pub(crate) cancel: CancelState,
+    /// The window's guest RAM, when the VMM maps it
+    /// ([`crate::PlatformConfig::window_in_ram`]).
+    pub(crate) ram: Option<Zeroizing<Vec<u8>>>,
+    /// Accesses a VMM would trap.
+    pub(crate) exits: crate::MmioExits,
 }
 
 impl State {
@@ -305,7 +310,10 @@ pub(crate) fn finish_job(state: &mut State, job: Job, outcome: Outcome, response
                     None
                 }
             };
-            state.device.complete_swap(token, answer);
+            match state.ram.as_mut() {
+                Some(ram) => state.device.complete_in_ram(token, answer, ram),
+                None => state.device.complete_swap(token, answer),
+            };
         }
         (_, Outcome::Established(Ok(flag)) | Outcome::Reset(Ok(flag))) => {
             state.device.set_established(flag)

@@ -5,7 +5,7 @@ use std::time::Duration;
 use vtpm_backend::{Backend, BackendError};
 use vtpm_guest::Mmio;
 
-use crate::{CrbBus, Platform, PlatformConfig, PlatformError};
+use crate::{CrbBus, MmioExits, Platform, PlatformConfig, PlatformError};
 
 /// Makes the fresh backend each migration restores into.
 pub type BackendFactory = Box<dyn FnMut() -> Result<Box<dyn Backend>, BackendError>>;
@@ -28,6 +28,8 @@ pub struct MigratingBus {
     save_bound: Duration,
     migrations: u64,
     error: Option<PlatformError>,
+    /// Exits counted by the platforms already migrated away from.
+    earlier_exits: MmioExits,
 }
 
 impl MigratingBus {
@@ -41,12 +43,19 @@ impl MigratingBus {
             save_bound: Duration::from_secs(60),
             migrations: 0,
             error: None,
+            earlier_exits: MmioExits::default(),
         }
     }
 
     /// Migrations completed so far.
     pub fn migrations(&self) -> u64 {
         self.migrations
+    }
+
+    /// The accesses a VMM would have trapped, over every platform so far.
+    pub fn mmio_exits(&self) -> MmioExits {
+        let now = self.platform.as_ref().map(Platform::mmio_exits);
+        self.earlier_exits + now.unwrap_or_default()
     }
 
     /// The error that stopped migrations, if any.
@@ -66,6 +75,7 @@ impl MigratingBus {
         let Some(source) = self.platform.as_ref() else {
             return;
         };
+        let exits = source.mmio_exits();
         let outcome = source.save(self.save_bound).and_then(|saved| {
             let backend = (self.factory)()?;
             // The source goes away before the destination starts, as in a
@@ -76,6 +86,7 @@ impl MigratingBus {
         });
         match outcome {
             Ok(destination) => {
+                self.earlier_exits = self.earlier_exits + exits;
                 self.bus = Some(destination.bus());
                 self.platform = Some(destination);
                 self.migrations += 1;

@@ -16,7 +16,7 @@ use crate::cancel::CancelState;
 use crate::device::{Action, Device};
 use crate::jobs::{guarded, run_inline_jobs, worker, Control, InlineBackend, Job, Shared, State};
 use crate::saved::{seal, unseal, SavedPlatform, SealingKey};
-use crate::{CrbBus, Execution, PlatformConfig, PlatformError};
+use crate::{CrbBus, Execution, MmioExits, PlatformConfig, PlatformError};
 
 /// A CRB or TIS device ([`PlatformConfig::interface`]) wired to a backend.
 pub struct Platform {
@@ -56,6 +56,10 @@ impl Platform {
                     handle: backend.canceller(),
                     ..CancelState::default()
                 },
+                ram: config
+                    .window_in_ram
+                    .then(|| Zeroizing::new(vec![0; config.window_size])),
+                exits: MmioExits::default(),
             }),
             work: Condvar::new(),
             done: Condvar::new(),
@@ -103,6 +107,9 @@ impl Platform {
                 .ok_or(PlatformError::Busy(bound))?;
         }
         let mut device = state.device.snapshot();
+        // Taken with the device, under the same lock: the guest's RAM and
+        // the device agree.
+        let window_ram = state.ram.clone();
         let backend_state = self.on_backend(state, Control::SaveState);
         let saved = backend_state.and_then(|backend_state| {
             SavedPlatform {
@@ -110,6 +117,7 @@ impl Platform {
                 device: &device,
                 backend: self.backend_name,
                 backend_state: &backend_state,
+                window_ram: window_ram.as_deref().map(Vec::as_slice),
             }
             .write()
         });
@@ -208,6 +216,18 @@ impl Platform {
             _ => None,
         };
         let platform = Self::assemble(device, backend, config)?;
+        {
+            let mut guard = platform.shared.lock();
+            let state = &mut *guard;
+            if let Some(ram) = state.ram.as_mut() {
+                // The saved guest RAM, or, from a platform that trapped the
+                // window, the device's own window.
+                match parts.window_ram.filter(|r| r.len() == ram.len()) {
+                    Some(saved) => ram.copy_from_slice(saved),
+                    None => state.device.mirror_to(ram),
+                }
+            }
+        }
         if let Some((token, locality, command)) = redeliver {
             let mut state = platform.shared.lock();
             state.job_command.extend_from_slice(&command);
@@ -275,6 +295,11 @@ impl Platform {
         f(&mut self.shared.lock().device)
     }
 
+    /// The accesses a VMM would have trapped so far (see [`MmioExits`]).
+    pub fn mmio_exits(&self) -> MmioExits {
+        self.shared.lock().exits
+    }
+
     /// The backend's name.
     pub fn backend_name(&self) -> &'static str {
         self.backend_name
@@ -294,8 +319,13 @@ impl Platform {
     /// Resets the platform: the device returns to its power-on state and
     /// the backend is power-cycled (the next command must be Startup).
     pub fn reset(&self) {
-        let mut state = self.shared.lock();
-        state.device.reset();
+        let mut guard = self.shared.lock();
+        let state = &mut *guard;
+        match state.ram.as_mut() {
+            Some(ram) => state.device.reset_in_ram(ram),
+            None => state.device.reset(),
+        }
+        let mut state = guard;
         // Commands die with the reset; a save or resume in progress does not.
         state.jobs.retain(|j| matches!(j, Job::Control(..)));
         state.job_command.zeroize();
@@ -320,6 +350,9 @@ impl Platform {
             state.generation += 1;
             state.jobs.clear();
             state.device = fresh;
+            if let Some(ram) = state.ram.as_mut() {
+                ram.as_mut_slice().zeroize();
+            }
             let capacity = state.device.transfer_limit();
             state.job_command.zeroize();
             state.job_command = Zeroizing::new(Vec::with_capacity(capacity));

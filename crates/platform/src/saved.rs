@@ -26,6 +26,9 @@ mod tag {
     pub const BACKEND_NAME: u16 = 2;
     pub const BACKEND_STATE: u16 = 3;
     pub const INTERFACE: u16 = 4;
+    /// The window's guest RAM, when the platform maps it (version 3,
+    /// optional).
+    pub const WINDOW_RAM: u16 = 5;
 }
 
 /// The interface section's byte.
@@ -54,6 +57,8 @@ pub(crate) struct SavedPlatform<'a> {
     pub(crate) backend: &'a str,
     /// The backend's state blob.
     pub(crate) backend_state: &'a [u8],
+    /// The window's guest RAM, for a platform that maps it.
+    pub(crate) window_ram: Option<&'a [u8]>,
 }
 
 impl<'a> SavedPlatform<'a> {
@@ -64,13 +69,18 @@ impl<'a> SavedPlatform<'a> {
             device,
             backend,
             backend_state,
+            window_ram,
         } = self;
-        let size = device.len() + backend.len() + backend_state.len() + 4 * 10;
+        let ram_len = window_ram.map_or(0, <[u8]>::len);
+        let size = device.len() + backend.len() + backend_state.len() + ram_len + 4 * 10;
         let mut w = FrameWriter::with_capacity(PLATFORM_MAGIC, PLATFORM_VERSION, size);
         w.section(tag::INTERFACE, |s| s.u8(interface_code(*interface)))?;
         w.section(tag::DEVICE, |s| s.raw(device))?;
         w.section(tag::BACKEND_NAME, |s| s.raw(backend.as_bytes()))?;
         w.section(tag::BACKEND_STATE, |s| s.raw(backend_state))?;
+        if let Some(ram) = window_ram {
+            w.section(tag::WINDOW_RAM, |s| s.raw(ram))?;
+        }
         Ok(w.finish())
     }
 
@@ -84,11 +94,12 @@ impl<'a> SavedPlatform<'a> {
         match frame.version() {
             1 => Self::parse_v1(&saved[PREAMBLE_LEN..saved.len() - vtpm_frame::CHECKSUM_LEN]),
             version @ (2 | 3) => {
-                let [interface, device, name, state] = frame.known_sections([
+                let [interface, device, name, state, ram] = frame.known_sections([
                     tag::INTERFACE,
                     tag::DEVICE,
                     tag::BACKEND_NAME,
                     tag::BACKEND_STATE,
+                    tag::WINDOW_RAM,
                 ])?;
                 let interface = match (version, interface) {
                     (2, None) => Interface::Crb,
@@ -113,12 +124,14 @@ impl<'a> SavedPlatform<'a> {
                 let device = whole(device, "no device section")?;
                 let name = whole(name, "no backend name section")?;
                 let backend_state = whole(state, "no backend state section")?;
+                let window_ram = ram.map(|r| whole(Some(r), "")).transpose()?;
                 Ok(Self {
                     interface,
                     device,
                     backend: std::str::from_utf8(name)
                         .map_err(|_| PlatformError::Format("backend name is not UTF-8"))?,
                     backend_state,
+                    window_ram,
                 })
             }
             _ => Err(PlatformError::Format("unsupported version")),
@@ -152,6 +165,7 @@ impl<'a> SavedPlatform<'a> {
             backend: std::str::from_utf8(name)
                 .map_err(|_| PlatformError::Format("backend name is not UTF-8"))?,
             backend_state,
+            window_ram: None,
         })
     }
 }
