@@ -202,14 +202,30 @@ struct MssimCancel {
     platform: Arc<Mutex<Platform>>,
     /// CANCEL_ON was sent; CANCEL_OFF follows the response.
     raised: AtomicBool,
+    /// A command is on the wire. Changed, like `raised`, only under the
+    /// platform lock, so a cancel and the end of a command never cross.
+    executing: AtomicBool,
 }
 
 impl Cancel for MssimCancel {
+    /// Raises the simulator's cancel line for the command on the wire. With
+    /// no command executing there is nothing to cancel and the request is
+    /// dropped: a cancel never reaches a later command.
     fn cancel(&self) -> Result<(), BackendError> {
         let mut platform = self.platform.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.executing.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         platform.signal(signal::CANCEL_ON, "CANCEL_ON")?;
         self.raised.store(true, Ordering::SeqCst);
         Ok(())
+    }
+}
+
+impl MssimCancel {
+    fn set_executing(&self, executing: bool) {
+        let _platform = self.platform.lock().unwrap_or_else(|e| e.into_inner());
+        self.executing.store(executing, Ordering::SeqCst);
     }
 }
 
@@ -245,6 +261,7 @@ impl MssimBackend {
         let cancel = Arc::new(MssimCancel {
             platform: Arc::clone(&platform),
             raised: AtomicBool::new(false),
+            executing: AtomicBool::new(false),
         });
         let mut backend = Self {
             command,
@@ -384,12 +401,16 @@ impl Backend for MssimBackend {
                 max: self.buffer_size,
             });
         }
+        self.cancel.set_executing(true);
         let outcome = self
             .exchange(locality, command, response)
             .map_err(|e| self.broken(e));
+        let mut platform = self.platform();
+        self.cancel.executing.store(false, Ordering::SeqCst);
         if self.cancel.raised.swap(false, Ordering::SeqCst) {
-            self.platform().signal(signal::CANCEL_OFF, "CANCEL_OFF")?;
+            platform.signal(signal::CANCEL_OFF, "CANCEL_OFF")?;
         }
+        drop(platform);
         outcome
     }
 
