@@ -179,6 +179,8 @@ pub struct Sim {
     pub(crate) saved_pcrs: Option<Pcrs>,
     pub(crate) pcrs: Pcrs,
     pub(crate) objects: Vec<Option<Object>>,
+    /// Open signature sequences (not part of the state blob).
+    pub(crate) sequences: Vec<Option<command::sequence::Sequence>>,
     /// Expanded ML-DSA signing keys of recent signatures (volatile).
     pub(crate) signing_keys: pq::SigningKeyCache,
     /// The cancel line, shared with every [`CancelHandle`] handed out.
@@ -233,6 +235,9 @@ impl Sim {
             saved_pcrs: None,
             pcrs: Pcrs::after_reset(0),
             objects: vec![None; TRANSIENT_SLOTS],
+            sequences: (0..command::sequence::SEQUENCE_SLOTS)
+                .map(|_| None)
+                .collect(),
             signing_keys: pq::SigningKeyCache::default(),
             cancel: CancelHandle::default(),
             state_key: config.state_key,
@@ -276,6 +281,9 @@ impl Sim {
         self.started = false;
         self.signing_keys.clear();
         for slot in &mut self.objects {
+            *slot = None;
+        }
+        for slot in &mut self.sequences {
             *slot = None;
         }
     }

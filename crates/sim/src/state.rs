@@ -194,6 +194,9 @@ pub(crate) fn save(sim: &Sim) -> Zeroizing<Vec<u8>> {
         saved_pcrs,
         pcrs,
         objects,
+        // Open signature sequences hold hash states, not keys; like a TPM
+        // Reset, a restore starts without them (README, "State blob").
+        sequences: _,
         signing_keys: _,
         cancel: _,
         state_key,
@@ -311,6 +314,9 @@ pub(crate) fn restore(sim: &mut Sim, blob: &[u8]) -> Result<(), StateError> {
     sim.pcrs = pcrs;
     sim.saved_pcrs = saved_pcrs;
     sim.objects = objects;
+    for slot in &mut sim.sequences {
+        *slot = None;
+    }
     Ok(())
 }
 

@@ -148,7 +148,8 @@ fn write_creation(
     data.put_tpm2b(creator.parent_qualified_name);
     data.put_tpm2b(input.outside_info);
     let creation_hash = hash.digest(&[&data]);
-    let ticket = hash.hmac(
+    // Part 1 Eq. 5: tickets use the context-integrity hash.
+    let ticket = super::TICKET_HASH.hmac(
         &sim.proof(creator.hierarchy),
         &[&TPM_ST_CREATION.to_be_bytes(), name, &creation_hash],
     );
@@ -321,6 +322,13 @@ pub(crate) fn flush_context(
     let handle = cmd.params.u32().param(1)?;
     cmd.params.done()?;
     match handle >> 24 {
+        0x80 if super::sequence::sequence_slot(handle).is_some() => {
+            let slot = super::sequence::sequence_slot(handle)
+                .filter(|&s| sim.sequences[s].is_some())
+                .ok_or(ResponseCode::HANDLE.with_parameter(1))?;
+            sim.sequences[slot] = None;
+            Ok(())
+        }
         0x80 => {
             let slot = slot_of(handle)
                 .filter(|&s| sim.objects[s].is_some())
