@@ -4,14 +4,14 @@
 //!
 //! | key | sign sequence | verify sequence |
 //! |---|---|---|
-//! | ML-DSA | one-shot: the whole message in SignSequenceComplete's buffer; SequenceUpdate answers TPM_RC_ONE_SHOT_SIGNATURE | SequenceUpdate streams M into μ = SHAKE256(tr ‖ 0 ‖ \|ctx\| ‖ ctx ‖ M) |
-//! | HashML-DSA | SequenceUpdate (and the final buffer) stream M into PH | SequenceUpdate streams M into PH |
+//! | ML-DSA | one-shot: the whole message in SignSequenceComplete's buffer; SequenceUpdate answers TPM_RC_ONE_SHOT_SIGNATURE | SequenceUpdate collects M |
+//! | HashML-DSA | SequenceUpdate (and the final buffer) collect M | SequenceUpdate collects M |
 //!
-//! The message is never buffered: a sequence holds a hash state, so its
-//! memory does not grow with the message.
+//! A sequence keeps its message (at most [`MAX_SEQUENCE_MESSAGE`] bytes)
+//! rather than a hash state, so that it is plain data the state blob can
+//! carry across a save and restore (live migration in the middle of a
+//! sequence).
 
-use sha2::{Digest, Sha256, Sha384, Sha512};
-use shake::{ExtendableOutput, Shake256, Update, XofReader};
 use vtpm_wire::consts::{TPMA_OBJECT_RESTRICTED, TPM_ST_MESSAGE_VERIFIED};
 use vtpm_wire::ResponseCode;
 use zeroize::Zeroizing;
@@ -19,7 +19,6 @@ use zeroize::Zeroizing;
 use super::signature::{
     check_signature_kind, read_signature, signing_key, verify_and_answer, verifying_key, Verified,
 };
-use crate::crypto::HashAlg;
 use crate::dispatch::{object, Command, Reply};
 use crate::object::{trim_auth, Kind, MAX_DIGEST};
 use crate::pq::{mldsa_mu, MlDsaMessage, MLDSA_MAX_CONTEXT, MLDSA_MU_SIZE};
@@ -41,58 +40,35 @@ const MAX_BUFFER: usize = 1024;
 /// with it (it could pass for a TPM-made attestation).
 const TPM_GENERATED: [u8; 4] = [0xFF, 0x54, 0x43, 0x47];
 
-/// An incremental hash of the message of a sequence.
-enum MessageState {
-    /// Pure ML-DSA signing: nothing before the final buffer.
-    OneShot,
-    /// Pure ML-DSA verification: SHAKE256 absorbing tr ‖ 0 ‖ |ctx| ‖ ctx ‖ M.
-    Mu(Box<Shake256>),
-    /// HashML-DSA: the pre-hash PH(M).
-    Sha256(Sha256),
-    Sha384(Sha384),
-    Sha512(Sha512),
-}
-
-impl MessageState {
-    fn pre_hash(hash: HashAlg) -> Self {
-        match hash {
-            HashAlg::Sha256 => Self::Sha256(Sha256::new()),
-            HashAlg::Sha384 => Self::Sha384(Sha384::new()),
-            HashAlg::Sha512 => Self::Sha512(Sha512::new()),
-        }
-    }
-
-    fn update(&mut self, data: &[u8]) {
-        match self {
-            Self::OneShot => {}
-            Self::Mu(h) => h.update(data),
-            Self::Sha256(h) => Digest::update(h, data),
-            Self::Sha384(h) => Digest::update(h, data),
-            Self::Sha512(h) => Digest::update(h, data),
-        }
-    }
-}
+/// The most message bytes a sequence collects through SequenceUpdate; more
+/// is TPM_RC_SIZE for the buffer. It bounds what a guest can make the
+/// simulator hold: [`SEQUENCE_SLOTS`] times this.
+pub const MAX_SEQUENCE_MESSAGE: usize = 16 * 1024;
 
 /// An open TPM2_SignSequenceStart / TPM2_VerifySequenceStart sequence.
 pub(crate) struct Sequence {
-    verify: bool,
+    pub(crate) verify: bool,
+    /// A pure ML-DSA sign sequence: no SequenceUpdate.
+    pub(crate) one_shot: bool,
     /// The key the sequence was started with: Complete must name it again.
-    key_handle: u32,
-    key_name: Vec<u8>,
+    pub(crate) key_handle: u32,
+    pub(crate) key_name: Vec<u8>,
     /// The sequence's authValue (the TPM2B_AUTH of the start command).
     pub(crate) auth: Zeroizing<Vec<u8>>,
-    context: Vec<u8>,
-    message: MessageState,
-    /// The first bytes of the message, for the restricted-key check.
-    prefix: Vec<u8>,
+    pub(crate) context: Vec<u8>,
+    /// The message so far (wiped when dropped: it may be confidential).
+    pub(crate) message: Zeroizing<Vec<u8>>,
 }
 
 impl Sequence {
-    fn absorb(&mut self, data: &[u8]) {
-        let wanted = TPM_GENERATED.len().saturating_sub(self.prefix.len());
-        self.prefix
-            .extend_from_slice(&data[..wanted.min(data.len())]);
-        self.message.update(data);
+    /// Whether a sequence restored from a blob is within the bounds the
+    /// commands keep.
+    pub(crate) fn is_well_formed(&self) -> bool {
+        self.auth.len() <= MAX_DIGEST
+            && self.context.len() <= MLDSA_MAX_CONTEXT
+            && self.message.len() <= MAX_SEQUENCE_MESSAGE
+            && self.key_name.len() <= 2 + MAX_DIGEST
+            && !(self.one_shot && (self.verify || !self.message.is_empty()))
     }
 }
 
@@ -131,32 +107,22 @@ fn start(
     } else {
         signing_key(sim, key_handle)?.0
     };
-    let message = match &key.public.kind {
-        Kind::MlDsa { .. } if !verify => MessageState::OneShot,
-        Kind::MlDsa { .. } => {
-            let len = u8::try_from(context.len())
-                .map_err(|_| ResponseCode::SIZE.with_parameter(context_param))?;
-            let mut tr = [0u8; 64];
-            let mut h = Shake256::default();
-            h.update(&key.public.unique);
-            h.finalize_xof().read(&mut tr);
-            let mut h = Shake256::default();
-            h.update(&tr);
-            h.update(&[0, len]);
-            h.update(context);
-            MessageState::Mu(Box::new(h))
-        }
-        Kind::HashMlDsa { hash, .. } => MessageState::pre_hash(*hash),
+    let one_shot = match &key.public.kind {
+        Kind::MlDsa { .. } => !verify,
+        Kind::HashMlDsa { .. } => false,
         _ => return Err(ResponseCode::KEY.with_handle(1)),
     };
+    if context.len() > MLDSA_MAX_CONTEXT {
+        return Err(ResponseCode::SIZE.with_parameter(context_param));
+    }
     let sequence = Sequence {
         verify,
+        one_shot,
         key_handle,
         key_name: key.name.clone(),
         auth: trim_auth(auth),
         context: context.to_vec(),
-        message,
-        prefix: Vec::with_capacity(TPM_GENERATED.len()),
+        message: Zeroizing::new(Vec::new()),
     };
     open(sim, sequence)
 }
@@ -215,10 +181,19 @@ pub(crate) fn sequence_update(
         .ok_or(ResponseCode::MODE.with_handle(1))?;
     // FIPS 204 pure ML-DSA signing needs the whole message at once in the
     // TPM's view of v1.85: its sign sequences are one-shot.
-    if !sequence.verify && matches!(sequence.message, MessageState::OneShot) {
+    if sequence.one_shot {
         return Err(ResponseCode::ONE_SHOT_SIGNATURE);
     }
-    sequence.absorb(buffer);
+    if sequence.message.len() + buffer.len() > MAX_SEQUENCE_MESSAGE {
+        return Err(ResponseCode::SIZE.with_parameter(1));
+    }
+    // Grown in place only within a wiped buffer: reserve the bound once.
+    if sequence.message.capacity() < MAX_SEQUENCE_MESSAGE {
+        let mut grown = Zeroizing::new(Vec::with_capacity(MAX_SEQUENCE_MESSAGE));
+        grown.extend_from_slice(&sequence.message);
+        sequence.message = grown;
+    }
+    sequence.message.extend_from_slice(buffer);
     Ok(())
 }
 
@@ -242,55 +217,41 @@ fn take(sim: &mut Sim, handle: u32) -> TpmResult<Sequence> {
         .ok_or(ResponseCode::MODE.with_handle(1))
 }
 
-/// μ of a finished sequence over the key `kind` with public key `pk`.
+/// μ of a sequence whose message ends with `buffer`, for the key `kind`
+/// with public key `pk`.
 fn finish_mu(
-    sequence: Sequence,
+    sequence: &Sequence,
     kind: &Kind,
     pk: &[u8],
     buffer: &[u8],
 ) -> TpmResult<[u8; MLDSA_MU_SIZE]> {
-    let Sequence {
-        context, message, ..
-    } = sequence;
-    let pre_hashed = |hash: HashAlg, digest: &[u8]| {
-        mldsa_mu(
-            pk,
-            &MlDsaMessage::PreHashed {
-                context: &context,
-                hash,
-                digest,
-            },
-        )
-        .ok_or(ResponseCode::FAILURE)
-    };
-    match (message, kind) {
-        (MessageState::OneShot, _) => mldsa_mu(
-            pk,
-            &MlDsaMessage::Pure {
-                context: &context,
-                message: buffer,
-            },
-        )
-        .ok_or(ResponseCode::FAILURE),
-        (MessageState::Mu(mut h), _) => {
-            h.update(buffer);
-            let mut mu = [0u8; MLDSA_MU_SIZE];
-            h.finalize_xof().read(&mut mu);
-            Ok(mu)
+    match kind {
+        Kind::HashMlDsa { hash, .. } => {
+            let digest = hash.digest(&[&sequence.message, buffer]);
+            mldsa_mu(
+                pk,
+                &MlDsaMessage::PreHashed {
+                    context: &sequence.context,
+                    hash: *hash,
+                    digest: &digest,
+                },
+            )
         }
-        (MessageState::Sha256(mut h), _) => {
-            Digest::update(&mut h, buffer);
-            pre_hashed(HashAlg::Sha256, &h.finalize())
-        }
-        (MessageState::Sha384(mut h), _) => {
-            Digest::update(&mut h, buffer);
-            pre_hashed(HashAlg::Sha384, &h.finalize())
-        }
-        (MessageState::Sha512(mut h), _) => {
-            Digest::update(&mut h, buffer);
-            pre_hashed(HashAlg::Sha512, &h.finalize())
+        _ => {
+            let mut message =
+                Zeroizing::new(Vec::with_capacity(sequence.message.len() + buffer.len()));
+            message.extend_from_slice(&sequence.message);
+            message.extend_from_slice(buffer);
+            mldsa_mu(
+                pk,
+                &MlDsaMessage::Pure {
+                    context: &sequence.context,
+                    message: &message,
+                },
+            )
         }
     }
+    .ok_or(ResponseCode::FAILURE)
 }
 
 /// TPM2_SignSequenceComplete (Part 3 Table 124): `@sequenceHandle,
@@ -308,20 +269,17 @@ pub(crate) fn sign_sequence_complete(
     let (key, signer) = signing_key(sim, key_handle).map_err(renumber_key)?;
     let restricted = key.public.has(TPMA_OBJECT_RESTRICTED);
     let (kind, pk) = (key.public.kind.clone(), key.public.unique.clone());
-    {
-        let sequence = sim.sequences[sequence_slot(seq_handle).unwrap_or(0)]
-            .as_mut()
-            .ok_or(ResponseCode::MODE.with_handle(1))?;
-        let mut prefix = sequence.prefix.clone();
-        let wanted = TPM_GENERATED.len().saturating_sub(prefix.len());
-        prefix.extend_from_slice(&buffer[..wanted.min(buffer.len())]);
-        if restricted && prefix == TPM_GENERATED {
-            return Err(ResponseCode::VALUE.with_parameter(1));
-        }
+    let sequence = sequence(sim, seq_handle).ok_or(ResponseCode::MODE.with_handle(1))?;
+    let mut prefix = sequence
+        .message
+        .iter()
+        .chain(buffer)
+        .take(TPM_GENERATED.len());
+    if restricted && prefix.by_ref().copied().eq(TPM_GENERATED) {
+        return Err(ResponseCode::VALUE.with_parameter(1));
     }
-    let buffer = buffer.to_vec();
-    let sequence = take(sim, seq_handle)?;
-    let mu = finish_mu(sequence, &kind, &pk, &buffer)?;
+    let mu = finish_mu(sequence, &kind, &pk, buffer)?;
+    take(sim, seq_handle)?;
     signer.sign_and_answer(sim, &mu, reply)
 }
 
@@ -350,37 +308,17 @@ pub(crate) fn verify_sequence_complete(
     finish_check(sim, seq_handle, key_handle, true)?;
     let (key, set) = verifying_key(sim, key_handle).map_err(renumber_key)?;
     check_signature_kind(&key.public.kind, &signature, 1)?;
-    let (kind, pk) = (key.public.kind.clone(), key.public.unique.clone());
-    let slot = sequence_slot(seq_handle).ok_or(ResponseCode::MODE.with_handle(1))?;
-    // μ is computed on a copy of the state so that a failed verification
-    // leaves the sequence as it was.
-    let probe = match &sim.sequences[slot] {
-        Some(s) => Sequence {
-            verify: s.verify,
-            key_handle: s.key_handle,
-            key_name: s.key_name.clone(),
-            auth: s.auth.clone(),
-            context: s.context.clone(),
-            message: match &s.message {
-                MessageState::OneShot => MessageState::OneShot,
-                MessageState::Mu(h) => MessageState::Mu(h.clone()),
-                MessageState::Sha256(h) => MessageState::Sha256(h.clone()),
-                MessageState::Sha384(h) => MessageState::Sha384(h.clone()),
-                MessageState::Sha512(h) => MessageState::Sha512(h.clone()),
-            },
-            prefix: s.prefix.clone(),
-        },
-        None => return Err(ResponseCode::MODE.with_handle(1)),
-    };
-    let mu = finish_mu(probe, &kind, &pk, &[])?;
-    let key = object(sim, key_handle).ok_or(ResponseCode::HANDLE.with_handle(2))?;
+    let sequence = sequence(sim, seq_handle).ok_or(ResponseCode::MODE.with_handle(1))?;
+    let mu = finish_mu(sequence, &key.public.kind, &key.public.unique, &[])?;
     let verified = Verified {
         tag: TPM_ST_MESSAGE_VERIFIED,
         digest: &mu,
         metadata: None,
     };
     verify_and_answer(sim, key, set, &mu, (&signature, 1), &verified, reply)?;
-    sim.sequences[slot] = None;
+    // A refused signature leaves the sequence open: a failed command
+    // changes nothing.
+    take(sim, seq_handle)?;
     Ok(())
 }
 
