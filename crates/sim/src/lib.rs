@@ -10,8 +10,10 @@
 //! Commands: Startup, Shutdown, SelfTest, GetRandom, GetCapability,
 //! PCR_Read, PCR_Extend, PCR_Reset, HierarchyChangeAuth, CreatePrimary,
 //! Create, Load, LoadExternal (public part), ReadPublic, FlushContext, Sign,
-//! VerifySignature, SignDigest, VerifyDigestSignature, Encapsulate and
-//! Decapsulate. The crate README lists every assumption made about the
+//! VerifySignature, SignDigest, VerifyDigestSignature, Encapsulate,
+//! Decapsulate, the v1.85 sign and verify sequences (SignSequenceStart,
+//! SignSequenceComplete, VerifySequenceStart, VerifySequenceComplete,
+//! SequenceUpdate) and TestParms. The crate README lists every assumption made about the
 //! v1.85 structures, and every deliberate simplification.
 //!
 //! ```
