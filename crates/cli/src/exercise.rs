@@ -61,6 +61,9 @@ pub trait Transport {
 
     /// The bus the driver writes to.
     fn bus(&mut self) -> &Self::Bus;
+
+    /// Gives `locality` up, so another can be granted the interface.
+    fn relinquish(&mut self, locality: u8) -> Result<(), TransportError>;
 }
 
 impl<M: Mmio> Transport for CrbDriver<M> {
@@ -68,6 +71,11 @@ impl<M: Mmio> Transport for CrbDriver<M> {
 
     fn bus(&mut self) -> &M {
         self.mmio()
+    }
+
+    fn relinquish(&mut self, locality: u8) -> Result<(), TransportError> {
+        self.relinquish_locality(locality)?;
+        Ok(())
     }
 
     fn send(
@@ -100,6 +108,11 @@ impl<M: Mmio> Transport for TisDriver<M> {
 
     fn bus(&mut self) -> &M {
         self.mmio()
+    }
+
+    fn relinquish(&mut self, locality: u8) -> Result<(), TransportError> {
+        self.relinquish_locality(locality)?;
+        Ok(())
     }
 
     fn send(
@@ -347,7 +360,11 @@ pub fn success(a: &Answer<'_>) -> Result<(), String> {
 }
 
 /// TPM2_Startup(CLEAR), tolerating a TPM that is already started.
+/// TPM2_Startup from locality 0, where a platform's firmware starts the TPM
+/// (TPM2_Startup is refused from localities 1, 2 and 4, as in libtpms),
+/// whatever locality the rest of the workload runs at.
 fn startup<T: Transport>(r: &mut Runner<'_, T>) {
+    let workload_locality = std::mem::replace(&mut r.locality, STARTUP_LOCALITY);
     r.step("startup", &client::startup(TPM_SU_CLEAR), |a| {
         if a.rc.is_success() {
             Ok(("started".into(), ()))
@@ -357,7 +374,19 @@ fn startup<T: Transport>(r: &mut Runner<'_, T>) {
             Err(format!("TPM answered {}", a.rc))
         }
     });
+    r.locality = workload_locality;
+    if workload_locality != STARTUP_LOCALITY {
+        if let Err(e) = r.driver.relinquish(STARTUP_LOCALITY) {
+            r.stopped = Some(Stop::Failure {
+                step: "startup".into(),
+                cause: format!("cannot relinquish locality {STARTUP_LOCALITY}: {e}"),
+            });
+        }
+    }
 }
+
+/// The locality a platform starts the TPM from.
+const STARTUP_LOCALITY: u8 = 0;
 
 /// What the classic steps learnt that later steps need.
 #[derive(Debug, Clone, Copy, Default)]
@@ -574,11 +603,15 @@ fn flush<T: Transport>(r: &mut Runner<'_, T>, name: &str, handle: u32) {
     });
 }
 
-/// The post-quantum steps, run when the TPM lists ML-DSA and ML-KEM:
-/// for ML-DSA-87, -44 and -65 a key, a signature (over 4096 bytes of
-/// response for ML-DSA-87) and its verification (a command over 4096
-/// bytes), a hash-ML-DSA-87 SignDigest/VerifyDigestSignature, and an
-/// ML-KEM-1024 encapsulation whose secret the TPM decapsulates again.
+/// The post-quantum steps, run when the TPM lists ML-DSA and ML-KEM, all
+/// with standard v1.85 commands: for ML-DSA-87, -44 and -65 a key, a
+/// signature through SignSequenceStart/Complete (over 4096 bytes of
+/// response for ML-DSA-87) and its verification through
+/// VerifySequenceStart/SequenceUpdate/Complete (a command over 4096
+/// bytes), a hash-ML-DSA-87 SignDigest/VerifyDigestSignature, an
+/// ML-KEM-1024 encapsulation whose secret the TPM decapsulates again, and
+/// an ML-DSA-87 key created under an ML-KEM-1024 storage parent, loaded
+/// back and used.
 pub fn pqc_steps<T: Transport>(r: &mut Runner<'_, T>) {
     let algorithms = r.step(
         "algorithms",
@@ -618,50 +651,7 @@ pub fn pqc_steps<T: Transport>(r: &mut Runner<'_, T>) {
         ) else {
             continue;
         };
-        let signature = r.step(
-            &format!("{n}_sign"),
-            &client::sign(handle, b"", &message),
-            |a| {
-                success(a)?;
-                let sig = client::parse_sign(a.bytes).map_err(|e| e.to_string())?;
-                if sig.bytes().len() != set.signature_size() {
-                    return Err(format!(
-                        "{}-byte signature, expected {}",
-                        sig.bytes().len(),
-                        set.signature_size()
-                    ));
-                }
-                Ok((format!("{}-byte signature", sig.bytes().len()), sig))
-            },
-        );
-        if let Some(sig) = signature {
-            r.step(
-                &format!("{n}_verify"),
-                &client::verify_signature(handle, &message, &sig),
-                |a| {
-                    success(a)?;
-                    let ticket = client::parse_verify(a.bytes).map_err(|e| e.to_string())?;
-                    Ok((format!("verified (ticket tag {:#06x})", ticket.tag), ()))
-                },
-            );
-            let mut forged = sig.bytes().to_vec();
-            forged[0] ^= 1;
-            r.step(
-                &format!("{n}_verify_forged"),
-                &client::verify_signature(
-                    handle,
-                    &message,
-                    &vtpm_wire::structures::Signature::MlDsa(forged),
-                ),
-                |a| {
-                    if a.rc.base() == ResponseCode::SIGNATURE {
-                        Ok((format!("a flipped bit is refused: {}", a.rc), ()))
-                    } else {
-                        Err(format!("a forged signature was answered {}", a.rc))
-                    }
-                },
-            );
-        }
+        sign_and_verify(r, n, set, handle, &message);
         flush(r, &format!("{n}_flush"), handle);
     }
     let digest: [u8; 64] = Sha512::digest(b"vtpm exercise: a pre-hashed message").into();
@@ -736,4 +726,192 @@ pub fn pqc_steps<T: Transport>(r: &mut Runner<'_, T>) {
         }
         flush(r, "mlkem1024_flush", handle);
     }
+    stored_key_steps(r, &message);
+}
+
+/// Signs `message` with a v1.85 sign sequence (the whole message in
+/// SignSequenceComplete's buffer: pure ML-DSA signing is one-shot), then
+/// verifies it with a verify sequence fed through SequenceUpdate, and
+/// checks that a signature with one flipped bit is refused. Step names
+/// start with `n`; `{n}_sign` and `{n}_verify` are the two large transfers.
+fn sign_and_verify<T: Transport>(
+    r: &mut Runner<'_, T>,
+    n: &str,
+    set: MlDsaParameterSet,
+    key: u32,
+    message: &[u8],
+) {
+    let Some(sequence) = r.step(
+        &format!("{n}_sequence_start"),
+        &client::sign_sequence_start(key, b"", b""),
+        sequence_started,
+    ) else {
+        return;
+    };
+    let signature = r.step(
+        &format!("{n}_sign"),
+        &client::sign_sequence_complete(sequence, b"", key, b"", message),
+        |a| {
+            success(a)?;
+            let sig = client::parse_sign(a.bytes).map_err(|e| e.to_string())?;
+            if sig.bytes().len() != set.signature_size() {
+                return Err(format!(
+                    "{}-byte signature, expected {}",
+                    sig.bytes().len(),
+                    set.signature_size()
+                ));
+            }
+            Ok((format!("{}-byte signature", sig.bytes().len()), sig))
+        },
+    );
+    let Some(sig) = signature else {
+        return;
+    };
+    verify_sequence(r, &format!("{n}_verify"), key, message, &sig, |a| {
+        success(a)?;
+        let ticket = client::parse_verify(a.bytes).map_err(|e| e.to_string())?;
+        if ticket.tag == TPM_ST_MESSAGE_VERIFIED {
+            Ok(format!("verified (ticket tag {:#06x})", ticket.tag))
+        } else {
+            Err(format!(
+                "ticket tag {:#06x}, expected MESSAGE_VERIFIED",
+                ticket.tag
+            ))
+        }
+    });
+    let mut forged = sig.bytes().to_vec();
+    forged[0] ^= 1;
+    let forged = vtpm_wire::structures::Signature::MlDsa(forged);
+    let sequence = verify_sequence(
+        r,
+        &format!("{n}_verify_forged"),
+        key,
+        message,
+        &forged,
+        |a| {
+            if a.rc.base() == ResponseCode::SIGNATURE {
+                Ok(format!("a flipped bit is refused: {}", a.rc))
+            } else {
+                Err(format!("a forged signature was answered {}", a.rc))
+            }
+        },
+    );
+    if let Some(sequence) = sequence {
+        // A refused signature leaves the sequence open on TPMs that end
+        // sequences only on success; one that ended it answers TPM_RC_HANDLE.
+        r.step(
+            &format!("{n}_verify_forged_flush"),
+            &client::flush_context(sequence),
+            |a| {
+                if a.rc.is_success() {
+                    Ok(("flushed the refused sequence".into(), ()))
+                } else if a.rc.base() == ResponseCode::HANDLE {
+                    Ok(("the TPM had already ended the sequence".into(), ()))
+                } else {
+                    Err(format!("TPM answered {}", a.rc))
+                }
+            },
+        );
+    }
+}
+
+/// The handle of a sequence-start answer.
+fn sequence_started(a: &Answer<'_>) -> Result<(String, u32), String> {
+    success(a)?;
+    let handle = client::parse_sequence_start(a.bytes).map_err(|e| e.to_string())?;
+    Ok((format!("sequence {handle:#010x}"), handle))
+}
+
+/// A verify sequence over `message` (`{name}_start`, `{name}_update`) and
+/// its completion with `signature` (`{name}`), judged by `check`. Returns
+/// the sequence handle when the completion ran.
+fn verify_sequence<T: Transport>(
+    r: &mut Runner<'_, T>,
+    name: &str,
+    key: u32,
+    message: &[u8],
+    signature: &vtpm_wire::structures::Signature,
+    check: impl FnOnce(&Answer<'_>) -> Result<String, String>,
+) -> Option<u32> {
+    let sequence = r.step(
+        &format!("{name}_start"),
+        &client::verify_sequence_start(key, b"", b"", b""),
+        sequence_started,
+    )?;
+    r.step(
+        &format!("{name}_update"),
+        &client::sequence_update(sequence, b"", message),
+        |a| success(a).map(|()| (format!("{} message bytes", message.len()), ())),
+    )?;
+    r.step(
+        name,
+        &client::verify_sequence_complete(sequence, b"", key, signature),
+        |a| check(a).map(|d| (d, ())),
+    )
+    .map(|()| sequence)
+}
+
+/// The key QEMU's maintainers asked for: an ML-DSA-87 key created under an
+/// ML-KEM-1024 storage parent (v1.85: a restricted decryption ML-KEM key
+/// with an AES-CFB symmetric definition), the parent flushed and created
+/// again from the same template (a primary key is a function of its seed
+/// and template), the child loaded from the blob Create returned, and a
+/// signature made and verified with the loaded key.
+fn stored_key_steps<T: Transport>(r: &mut Runner<'_, T>, message: &[u8]) {
+    let kem = MlKemParameterSet::MlKem1024;
+    let parent_template = PublicArea::mlkem_storage_parent(kem);
+    let Some((parent, _)) = create_primary(
+        r,
+        "storage_parent_create_primary",
+        &parent_template,
+        kem.public_key_size(),
+    ) else {
+        return;
+    };
+    let set = MlDsaParameterSet::MlDsa87;
+    let created = r.step(
+        "mldsa87_child_create",
+        &client::create(parent, b"", &PublicArea::mldsa(set), b""),
+        |a| {
+            success(a)?;
+            let c = client::parse_create(a.bytes).map_err(|e| e.to_string())?;
+            if c.public.public_key().len() != set.public_key_size() {
+                return Err(format!("{}-byte public key", c.public.public_key().len()));
+            }
+            Ok((
+                format!(
+                    "{}-byte private blob, {}-byte public area",
+                    c.private.len(),
+                    c.public_bytes.len()
+                ),
+                c,
+            ))
+        },
+    );
+    flush(r, "storage_parent_flush", parent);
+    let Some(created) = created else {
+        return;
+    };
+    let Some((parent, _)) = create_primary(
+        r,
+        "storage_parent_recreate",
+        &parent_template,
+        kem.public_key_size(),
+    ) else {
+        return;
+    };
+    let loaded = r.step(
+        "mldsa87_child_load",
+        &client::load(parent, b"", &created.private, &created.public_bytes),
+        |a| {
+            success(a)?;
+            let l = client::parse_load(a.bytes).map_err(|e| e.to_string())?;
+            Ok((format!("loaded as {:#010x}", l.handle), l.handle))
+        },
+    );
+    if let Some(child) = loaded {
+        sign_and_verify(r, "mldsa87_child", set, child, message);
+        flush(r, "mldsa87_child_flush", child);
+    }
+    flush(r, "storage_parent_flush_again", parent);
 }

@@ -215,6 +215,59 @@ fn sim_is_the_default_and_moves_pqc_sizes_at_window_3968() {
 }
 
 #[test]
+fn sim_workload_signs_and_verifies_through_v185_sequences_and_uses_a_stored_mldsa87_key() {
+    let (steps, summary) = sim_exercise("3968");
+    assert_eq!(summary["failed"], 0);
+    let command = |name: &str| step(&steps, name)["command"].as_str().unwrap().to_string();
+    for set in ["mldsa44", "mldsa65", "mldsa87", "mldsa87_child"] {
+        assert_eq!(
+            command(&format!("{set}_sequence_start")),
+            "SignSequenceStart"
+        );
+        assert_eq!(command(&format!("{set}_sign")), "SignSequenceComplete");
+        assert_eq!(
+            command(&format!("{set}_verify_start")),
+            "VerifySequenceStart"
+        );
+        assert_eq!(command(&format!("{set}_verify_update")), "SequenceUpdate");
+        assert_eq!(command(&format!("{set}_verify")), "VerifySequenceComplete");
+        assert_eq!(
+            command(&format!("{set}_verify_forged")),
+            "VerifySequenceComplete"
+        );
+    }
+    // TPM2_Sign and TPM2_VerifySignature are not v1.85 commands for ML-DSA.
+    assert!(steps
+        .iter()
+        .all(|s| s["command"] != "Sign" && s["command"] != "VerifySignature"));
+    // The stored key: Create under an ML-KEM-1024 parent, the parent
+    // flushed and created again, Load of the blob, then used.
+    let names: Vec<&str> = steps.iter().map(|s| s["step"].as_str().unwrap()).collect();
+    let at = |name: &str| names.iter().position(|n| *n == name).unwrap();
+    assert!(at("storage_parent_create_primary") < at("mldsa87_child_create"));
+    assert!(at("mldsa87_child_create") < at("storage_parent_flush"));
+    assert!(at("storage_parent_recreate") < at("mldsa87_child_load"));
+    assert!(at("mldsa87_child_load") < at("mldsa87_child_sign"));
+    assert!(at("mldsa87_child_sign") < at("mldsa87_child_verify"));
+    assert_eq!(command("mldsa87_child_create"), "Create");
+    assert_eq!(command("mldsa87_child_load"), "Load");
+    // Every ML-DSA-87 signing response is over 4096 bytes and moves in two
+    // pieces at window 3968.
+    let signing: Vec<_> = steps
+        .iter()
+        .filter(|s| {
+            let name = s["step"].as_str().unwrap();
+            name.starts_with("mldsa87_") && name.contains("sign")
+        })
+        .collect();
+    assert_eq!(signing.len(), 2, "mldsa87_sign and mldsa87_child_sign");
+    for s in signing {
+        assert!(s["response_bytes"].as_u64() > Some(4096), "{s}");
+        assert_eq!(s["chunks_received"], 2, "{s}");
+    }
+}
+
+#[test]
 fn sim_workload_at_windows_64_and_512() {
     for window in ["64", "512"] {
         let (steps, _) = sim_exercise(window);
@@ -301,7 +354,7 @@ fn without_chunking_mldsa87_sign_names_the_oversize_response_and_the_run_stops()
     assert_eq!(sign["ok"], false);
     let detail = sign["detail"].as_str().unwrap();
     assert!(
-        detail.contains("the 4650-byte response exceeds the 3968-byte window")
+        detail.contains("the 4655-byte response exceeds the 3968-byte window")
             && detail.contains("does not advertise CapCRBChunk"),
         "{detail}"
     );
@@ -310,7 +363,7 @@ fn without_chunking_mldsa87_sign_names_the_oversize_response_and_the_run_stops()
     assert!(
         summary["stopped"]
             .as_str()
-            .is_some_and(|s| s.starts_with("mldsa87_sign: the 4650-byte response")),
+            .is_some_and(|s| s.starts_with("mldsa87_sign: the 4655-byte response")),
         "{summary}"
     );
     assert_eq!(summary["steps"], steps.len());
@@ -700,4 +753,38 @@ fn window_in_ram_survives_a_migration_at_every_step() {
     assert_eq!(summary["failed"], 0);
     assert!(summary["migrations"].as_u64() > Some(100), "{summary}");
     assert!(steps.iter().any(|s| s["chunks_sent"].as_u64() > Some(1)));
+}
+
+/// A platform starts the TPM from locality 0 (libtpms and the sim refuse
+/// TPM2_Startup from 1, 2 and 4); `--locality N` then runs the workload at
+/// N, on both backends and both interfaces.
+#[test]
+fn the_workload_runs_at_every_locality_after_a_locality_0_startup() {
+    for interface in ["crb", "tis"] {
+        for backend in ["swtpm", "sim"] {
+            for locality in ["0", "1", "2", "3", "4"] {
+                let out = vtpm(&[
+                    "exercise",
+                    "--json",
+                    "--backend",
+                    backend,
+                    "--interface",
+                    interface,
+                    "--locality",
+                    locality,
+                ]);
+                assert_ok(&out);
+                let (steps, summary) = json_lines(&out);
+                assert_eq!(
+                    summary["failed"], 0,
+                    "{backend} {interface} locality {locality}"
+                );
+                assert!(step(&steps, "startup")["ok"].as_bool().unwrap());
+                assert!(
+                    step(&steps, "get_random")["ok"].as_bool().unwrap(),
+                    "{backend} {interface} locality {locality}"
+                );
+            }
+        }
+    }
 }

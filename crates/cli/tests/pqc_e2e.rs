@@ -23,7 +23,7 @@ use vtpm_platform::{CrbBus, Execution, Platform, PlatformConfig};
 use vtpm_wire::consts::{
     TPM_ALG_SHA256, TPM_ALG_SHA384, TPM_ALG_SHA512, TPM_RH_OWNER, TPM_SU_CLEAR,
 };
-use vtpm_wire::consts::{TPM_ST_DIGEST_VERIFIED, TPM_ST_VERIFIED};
+use vtpm_wire::consts::{TPM_ST_DIGEST_VERIFIED, TPM_ST_MESSAGE_VERIFIED};
 use vtpm_wire::structures::{MlDsaParameterSet, MlKemParameterSet, PublicArea, Signature};
 use vtpm_wire::{ResponseCode, HEADER_SIZE};
 
@@ -219,39 +219,73 @@ fn fips203_encapsulate(
     }
 }
 
-/// A digest that differs per parameter set and window, so no two checks
+/// A message that differs per parameter set and window, so no two checks
 /// could pass by reusing one signature.
-fn sha256_digest(set: MlDsaParameterSet, window: usize) -> Vec<u8> {
-    Sha256::digest(format!(
-        "TPM2_Sign with {set:?} through a {window}-byte window"
+fn message_for(set: MlDsaParameterSet, window: usize) -> Vec<u8> {
+    format!("a v1.85 sign sequence with {set:?} through a {window}-byte window").into_bytes()
+}
+
+/// The FIPS 204 context the sequence tests sign with.
+const SEQUENCE_CTX: &[u8] = b"vtpm sequence";
+
+/// Signs `message` with SignSequenceStart/SignSequenceComplete (the whole
+/// message in the final buffer); returns the response and its transfer.
+fn sequence_sign(path: &mut TpmPath, key: u32, message: &[u8]) -> (Vec<u8>, vtpm_guest::Transfer) {
+    let (response, _) = path.transmit(&client::sign_sequence_start(key, b"", SEQUENCE_CTX));
+    let sequence = client::parse_sequence_start(&response).expect("SignSequenceStart succeeds");
+    path.transmit(&client::sign_sequence_complete(
+        sequence, b"", key, KEY_AUTH, message,
     ))
-    .to_vec()
+}
+
+/// Verifies with VerifySequenceStart/SequenceUpdate/VerifySequenceComplete;
+/// returns the completion command, its response and its transfer.
+fn sequence_verify(
+    path: &mut TpmPath,
+    key: u32,
+    message: &[u8],
+    signature: &Signature,
+) -> (Vec<u8>, Vec<u8>, vtpm_guest::Transfer) {
+    let (response, _) = path.transmit(&client::verify_sequence_start(key, b"", b"", SEQUENCE_CTX));
+    let sequence = client::parse_sequence_start(&response).expect("VerifySequenceStart succeeds");
+    let (response, _) = path.transmit(&client::sequence_update(sequence, b"", message));
+    client::parse_empty(&response).expect("SequenceUpdate succeeds");
+    let complete = client::verify_sequence_complete(sequence, b"", key, signature);
+    let (response, transfer) = path.transmit(&complete);
+    (complete, response, transfer)
 }
 
 #[test]
-fn mldsa_signatures_through_the_crb_path_verify_in_the_sim_and_under_fips204() {
+fn mldsa_sequence_signatures_through_the_crb_path_verify_in_the_sim_and_under_fips204() {
     for window in WINDOWS {
         let mut path = TpmPath::new(window);
         for set in MlDsaParameterSet::ALL {
             let (key, public_key) = path.primary_with_public_key(&PublicArea::mldsa(set));
             assert_eq!(public_key.len(), set.public_key_size());
 
-            // TPM2_Sign with a pure ML-DSA key signs the digest bytes as the
-            // message, with an empty context (sim README, assumption 14).
-            let digest = sha256_digest(set, window);
-            let (response, signed) = path.transmit(&client::sign(key, KEY_AUTH, &digest));
-            let signature = client::parse_sign(&response).expect("Sign succeeds");
+            // Pure ML-DSA over the message with the sequence's context, as
+            // FIPS 204 ML-DSA.Sign defines it.
+            let message = message_for(set, window);
+            let (response, signed) = sequence_sign(&mut path, key, &message);
+            let signature = client::parse_sign(&response).expect("SignSequenceComplete succeeds");
             assert!(matches!(signature, Signature::MlDsa(_)));
             assert_eq!(signature.bytes().len(), set.signature_size());
             assert!(
-                fips204_verifies(set, &public_key, signature.bytes(), b"", &digest, None),
+                fips204_verifies(
+                    set,
+                    &public_key,
+                    signature.bytes(),
+                    SEQUENCE_CTX,
+                    &message,
+                    None
+                ),
                 "{set:?} at window {window}: fips204 rejects the signature"
             );
 
-            let verify = client::verify_signature(key, &digest, &signature);
-            let (response, verified) = path.transmit(&verify);
-            let ticket = client::parse_verify(&response).expect("VerifySignature succeeds");
-            assert_eq!(ticket.tag, TPM_ST_VERIFIED);
+            let (verify, response, verified) =
+                sequence_verify(&mut path, key, &message, &signature);
+            let ticket = client::parse_verify(&response).expect("VerifySequenceComplete succeeds");
+            assert_eq!(ticket.tag, TPM_ST_MESSAGE_VERIFIED);
             assert_eq!(ticket.hierarchy, TPM_RH_OWNER);
 
             if set == MlDsaParameterSet::MlDsa87 {
@@ -267,22 +301,22 @@ fn mldsa_signatures_through_the_crb_path_verify_in_the_sim_and_under_fips204() {
 }
 
 #[test]
-fn mldsa_verify_signature_through_the_crb_path_rejects_a_tampered_signature() {
+fn mldsa_verify_sequence_through_the_crb_path_rejects_a_tampered_signature() {
     // The sim's own verdict must depend on the signature bytes that crossed
     // the window, or the success above would prove nothing.
     let mut path = TpmPath::new(3968);
     let set = MlDsaParameterSet::MlDsa87;
     let (key, _) = path.primary_with_public_key(&PublicArea::mldsa(set));
-    let digest = sha256_digest(set, 3968);
-    let signature = client::parse_sign(&path.transmit(&client::sign(key, KEY_AUTH, &digest)).0)
-        .expect("Sign succeeds");
+    let message = message_for(set, 3968);
+    let signature = client::parse_sign(&sequence_sign(&mut path, key, &message).0)
+        .expect("SignSequenceComplete succeeds");
     let mut tampered = signature.bytes().to_vec();
     // A byte in the part of the signature that travels in the second piece.
     tampered[4200] ^= 0x01;
-    let verify = client::verify_signature(key, &digest, &Signature::MlDsa(tampered));
-    let (response, transfer) = path.transmit(&verify);
+    let (_, response, transfer) =
+        sequence_verify(&mut path, key, &message, &Signature::MlDsa(tampered));
     assert_eq!(transfer.chunks_sent, 2);
-    assert_eq!(rc(&response), ResponseCode::SIGNATURE.with_parameter(2));
+    assert_eq!(rc(&response), ResponseCode::SIGNATURE.with_parameter(1));
 }
 
 #[test]
@@ -464,19 +498,24 @@ impl Mmio for CorruptingBusDouble {
     }
 }
 
-/// Signs `digest` through the path with the double armed at (`piece`,
-/// `position`) and returns the signature as the guest received it.
+/// Signs `message` through the path with a sign sequence, the double armed
+/// at (`piece`, `position`) of the SignSequenceComplete response, and
+/// returns the signature as the guest received it.
 fn sign_with_fault(
     path: &mut TpmPath<CorruptingBusDouble>,
     key: u32,
-    digest: &[u8],
+    message: &[u8],
     fault: Option<(usize, usize)>,
 ) -> Signature {
+    let (response, _) = path.transmit(&client::sign_sequence_start(key, b"", SEQUENCE_CTX));
+    let sequence = client::parse_sequence_start(&response).expect("SignSequenceStart succeeds");
     let flips = path.driver.mmio().flips;
     if let Some((piece, position)) = fault {
         path.driver.mmio().arm(piece, position);
     }
-    let (response, _) = path.transmit(&client::sign(key, KEY_AUTH, digest));
+    let (response, _) = path.transmit(&client::sign_sequence_complete(
+        sequence, b"", key, KEY_AUTH, message,
+    ));
     let expected = flips + usize::from(fault.is_some());
     assert_eq!(path.driver.mmio().flips, expected, "the double fired");
     // A flipped signature byte leaves the response well formed: only the
@@ -492,28 +531,41 @@ fn a_byte_flipped_in_a_signature_response_piece_fails_fips204_verification() {
     for (window, piece, position) in [(3968, 1, 300), (64, 40, 33)] {
         let mut path = TpmPath::with_bus(window, CorruptingBusDouble::new);
         let (key, public_key) = path.primary_with_public_key(&PublicArea::mldsa(set));
-        let digest = sha256_digest(set, window);
+        let message = message_for(set, window);
 
         // Unarmed, the double is transparent: the signature verifies.
-        let clean = sign_with_fault(&mut path, key, &digest, None);
+        let clean = sign_with_fault(&mut path, key, &message, None);
         assert!(fips204_verifies(
             set,
             &public_key,
             clean.bytes(),
-            b"",
-            &digest,
+            SEQUENCE_CTX,
+            &message,
             None
         ));
 
-        let corrupted = sign_with_fault(&mut path, key, &digest, Some((piece, position)));
+        let corrupted = sign_with_fault(&mut path, key, &message, Some((piece, position)));
         assert!(
-            !fips204_verifies(set, &public_key, corrupted.bytes(), b"", &digest, None),
+            !fips204_verifies(
+                set,
+                &public_key,
+                corrupted.bytes(),
+                SEQUENCE_CTX,
+                &message,
+                None
+            ),
             "window {window}: fips204 accepted a signature corrupted in transit"
         );
         // The sim, given the bytes the guest received, refuses them too.
-        let verify = client::verify_signature(key, &digest, &corrupted);
+        let (response, _) =
+            path.transmit(&client::verify_sequence_start(key, b"", b"", SEQUENCE_CTX));
+        let sequence =
+            client::parse_sequence_start(&response).expect("VerifySequenceStart succeeds");
+        let (response, _) = path.transmit(&client::sequence_update(sequence, b"", &message));
+        client::parse_empty(&response).expect("SequenceUpdate succeeds");
+        let verify = client::verify_sequence_complete(sequence, b"", key, &corrupted);
         let (response, _) = path.transmit(&verify);
-        assert_eq!(rc(&response), ResponseCode::SIGNATURE.with_parameter(2));
+        assert_eq!(rc(&response), ResponseCode::SIGNATURE.with_parameter(1));
     }
 }
 
@@ -523,8 +575,8 @@ fn a_byte_flipped_in_a_public_key_response_piece_fails_fips204_verification() {
     let window = 512;
     let mut path = TpmPath::with_bus(window, CorruptingBusDouble::new);
     let created = path.create_primary(&PublicArea::mldsa(set));
-    let digest = sha256_digest(set, window);
-    let signature = sign_with_fault(&mut path, created.handle, &digest, None);
+    let message = message_for(set, window);
+    let signature = sign_with_fault(&mut path, created.handle, &message, None);
 
     // The 1952-byte key spans pieces 0 to 3 of the ReadPublic response.
     path.driver.mmio().arm(2, 200);
@@ -533,7 +585,14 @@ fn a_byte_flipped_in_a_public_key_response_piece_fails_fips204_verification() {
     let public_key = read.public.public_key();
     assert_ne!(public_key, created.public.public_key());
     assert!(
-        !fips204_verifies(set, public_key, signature.bytes(), b"", &digest, None),
+        !fips204_verifies(
+            set,
+            public_key,
+            signature.bytes(),
+            SEQUENCE_CTX,
+            &message,
+            None
+        ),
         "fips204 accepted a signature under a key corrupted in transit"
     );
     // The same check under the key as CreatePrimary delivered it passes, so
@@ -542,8 +601,8 @@ fn a_byte_flipped_in_a_public_key_response_piece_fails_fips204_verification() {
         set,
         created.public.public_key(),
         signature.bytes(),
-        b"",
-        &digest,
+        SEQUENCE_CTX,
+        &message,
         None
     ));
 }

@@ -128,6 +128,48 @@ fn parses_kem_and_ticket_responses() {
 }
 
 #[test]
+fn null_digest_verified_tickets_parse_with_and_without_metadata() {
+    // <tag, TPM_RH_NULL, 0x0000>, as shipped v1.85 TPMs write it.
+    let bare = [0x80, 0x27, 0x40, 0, 0, 7, 0, 0];
+    let t = parse_verify(&response(TPM_ST_NO_SESSIONS, &bare)).unwrap();
+    assert_eq!((t.tag, t.metadata, t.hmac.len()), (0x8027, None, 0));
+    // The same ticket with its metadata.
+    let with = [0x80, 0x27, 0x40, 0, 0, 7, 0, 0x0D, 0, 0];
+    let t = parse_verify(&response(TPM_ST_NO_SESSIONS, &with)).unwrap();
+    assert_eq!((t.metadata, t.hmac.len()), (Some(0x000D), 0));
+    // Outside the NULL hierarchy the metadata is required.
+    let owner = [0x80, 0x27, 0x40, 0, 0, 1, 0, 0];
+    assert!(parse_verify(&response(TPM_ST_NO_SESSIONS, &owner)).is_err());
+}
+
+#[test]
+fn sequence_command_layouts() {
+    let start = verify_sequence_start(0x8000_0001, b"pw", b"", b"ctx");
+    assert_eq!(
+        Header::parse(&start).unwrap().code,
+        cc::VERIFY_SEQUENCE_START
+    );
+    assert_eq!(
+        &start[10..],
+        [0x80, 0, 0, 1, 0, 2, b'p', b'w', 0, 0, 0, 3, b'c', b't', b'x']
+    );
+    let complete = sign_sequence_complete(0x8000_0100, b"s", 0x8000_0001, b"k", b"m");
+    let mut r = Reader::new(&complete[10..]);
+    assert_eq!(
+        (r.u32().unwrap(), r.u32().unwrap()),
+        (0x8000_0100, 0x8000_0001)
+    );
+    // Two password sessions, 10 bytes each with a 1-byte password.
+    assert_eq!(r.u32().unwrap(), 20);
+    let area = r.bytes(20).unwrap();
+    assert_eq!(area[..10], [0x40, 0, 0, 9, 0, 0, 0, 0, 1, b's']);
+    assert_eq!(area[10..], [0x40, 0, 0, 9, 0, 0, 0, 0, 1, b'k']);
+    assert_eq!(r.rest(), [0, 1, b'm']);
+    let handle = response(TPM_ST_NO_SESSIONS, &[0x80, 0, 1, 2]);
+    assert_eq!(parse_sequence_start(&handle).unwrap(), 0x8000_0102);
+}
+
+#[test]
 fn error_responses_become_tpm_errors() {
     let err = vtpm_wire::error_response(ResponseCode::INTEGRITY.with_parameter(1));
     assert_eq!(parse_load(&err), Err(WireError::Tpm(ResponseCode(0x1DF))));
@@ -149,6 +191,7 @@ proptest! {
             let _ = parse_read_public(b);
             let _ = parse_sign(b);
             let _ = parse_verify(b);
+            let _ = parse_sequence_start(b);
             let _ = parse_encapsulate(b);
             let _ = parse_decapsulate(b);
             let _ = parse_empty(b);

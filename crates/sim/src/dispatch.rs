@@ -36,6 +36,8 @@ pub(crate) enum HandleKind {
     Hierarchy,
     /// TPMI_RH_HIERARCHY_AUTH: lockout, endorsement, owner or platform.
     HierarchyAuth,
+    /// TPMI_DH_OBJECT naming an open signature sequence.
+    Sequence,
 }
 
 /// A command being executed: its locality, handles and parameters.
@@ -137,6 +139,14 @@ pub(crate) const COMMANDS: &[Spec] = &[
         handler: command::object::load,
     },
     Spec {
+        code: cc::SEQUENCE_UPDATE,
+        handles: &[H::Sequence],
+        auth: 1,
+        returns_handle: false,
+        nv: false,
+        handler: command::sequence::sequence_update,
+    },
+    Spec {
         code: cc::SIGN,
         handles: &[H::Object],
         auth: 1,
@@ -209,6 +219,30 @@ pub(crate) const COMMANDS: &[Spec] = &[
         handler: command::pcr::pcr_extend,
     },
     Spec {
+        code: cc::TEST_PARMS,
+        handles: &[],
+        auth: 0,
+        returns_handle: false,
+        nv: false,
+        handler: command::sequence::test_parms,
+    },
+    Spec {
+        code: cc::VERIFY_SEQUENCE_COMPLETE,
+        handles: &[H::Sequence, H::Object],
+        auth: 1,
+        returns_handle: false,
+        nv: false,
+        handler: command::sequence::verify_sequence_complete,
+    },
+    Spec {
+        code: cc::SIGN_SEQUENCE_COMPLETE,
+        handles: &[H::Sequence, H::Object],
+        auth: 2,
+        returns_handle: false,
+        nv: false,
+        handler: command::sequence::sign_sequence_complete,
+    },
+    Spec {
         code: cc::VERIFY_DIGEST_SIGNATURE,
         handles: &[H::Object],
         auth: 0,
@@ -239,6 +273,22 @@ pub(crate) const COMMANDS: &[Spec] = &[
         returns_handle: false,
         nv: false,
         handler: command::kem::decapsulate,
+    },
+    Spec {
+        code: cc::VERIFY_SEQUENCE_START,
+        handles: &[H::Object],
+        auth: 0,
+        returns_handle: true,
+        nv: false,
+        handler: command::sequence::verify_sequence_start,
+    },
+    Spec {
+        code: cc::SIGN_SEQUENCE_START,
+        handles: &[H::Object],
+        auth: 0,
+        returns_handle: true,
+        nv: false,
+        handler: command::sequence::sign_sequence_start,
     },
 ];
 
@@ -454,6 +504,16 @@ fn check_handle(sim: &Sim, kind: HandleKind, handle: u32, index: usize) -> TpmRe
             0x81 => return Err(at_handle(ResponseCode::HANDLE, n)),
             _ => false,
         },
+        HandleKind::Sequence => match handle >> 24 {
+            0x80 if command::sequence::sequence(sim, handle).is_some() => true,
+            // A loaded object that is not a sequence (Part 3: TPM_RC_MODE).
+            0x80 if object(sim, handle).is_some() => {
+                return Err(at_handle(ResponseCode::MODE, n));
+            }
+            0x80 => return Err(ResponseCode(ResponseCode::REFERENCE_H0.0 + index as u32)),
+            0x81 => return Err(at_handle(ResponseCode::HANDLE, n)),
+            _ => false,
+        },
         HandleKind::PcrOrNull => (handle as usize) < PCR_COUNT || handle == TPM_RH_NULL,
         HandleKind::Pcr => (handle as usize) < PCR_COUNT,
         HandleKind::Hierarchy => matches!(
@@ -497,6 +557,11 @@ fn auth_value(sim: &Sim, handle: u32) -> TpmResult<AuthValue<'_>> {
             dictionary_protected: true,
         }),
         h if (h as usize) < PCR_COUNT => plain(&[]),
+        // Sequences are not protected against dictionary attacks: the
+        // reference implementation creates them with noDA.
+        h if command::sequence::sequence(sim, h).is_some() => {
+            plain(command::sequence::sequence(sim, h).map_or(&[][..], |s| &s.auth))
+        }
         h => {
             let object = object(sim, h).ok_or(ResponseCode::HANDLE)?;
             // The USER role with a password needs userWithAuth; a public

@@ -10,8 +10,10 @@
 //! Commands: Startup, Shutdown, SelfTest, GetRandom, GetCapability,
 //! PCR_Read, PCR_Extend, PCR_Reset, HierarchyChangeAuth, CreatePrimary,
 //! Create, Load, LoadExternal (public part), ReadPublic, FlushContext, Sign,
-//! VerifySignature, SignDigest, VerifyDigestSignature, Encapsulate and
-//! Decapsulate. The crate README lists every assumption made about the
+//! VerifySignature, SignDigest, VerifyDigestSignature, Encapsulate,
+//! Decapsulate, the v1.85 sign and verify sequences (SignSequenceStart,
+//! SignSequenceComplete, VerifySequenceStart, VerifySequenceComplete,
+//! SequenceUpdate) and TestParms. The crate README lists every assumption made about the
 //! v1.85 structures, and every deliberate simplification.
 //!
 //! ```
@@ -179,6 +181,8 @@ pub struct Sim {
     pub(crate) saved_pcrs: Option<Pcrs>,
     pub(crate) pcrs: Pcrs,
     pub(crate) objects: Vec<Option<Object>>,
+    /// Open signature sequences (not part of the state blob).
+    pub(crate) sequences: Vec<Option<command::sequence::Sequence>>,
     /// Expanded ML-DSA signing keys of recent signatures (volatile).
     pub(crate) signing_keys: pq::SigningKeyCache,
     /// The cancel line, shared with every [`CancelHandle`] handed out.
@@ -233,6 +237,9 @@ impl Sim {
             saved_pcrs: None,
             pcrs: Pcrs::after_reset(0),
             objects: vec![None; TRANSIENT_SLOTS],
+            sequences: (0..command::sequence::SEQUENCE_SLOTS)
+                .map(|_| None)
+                .collect(),
             signing_keys: pq::SigningKeyCache::default(),
             cancel: CancelHandle::default(),
             state_key: config.state_key,
@@ -276,6 +283,9 @@ impl Sim {
         self.started = false;
         self.signing_keys.clear();
         for slot in &mut self.objects {
+            *slot = None;
+        }
+        for slot in &mut self.sequences {
             *slot = None;
         }
     }

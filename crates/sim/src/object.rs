@@ -116,6 +116,37 @@ impl Kind {
         }
     }
 
+    /// Reads the type-specific parameters (TPMU_PUBLIC_PARMS) of an object of
+    /// type `type_alg`, one of the four types [`Public::read`] accepts.
+    pub(crate) fn read_parameters(type_alg: u16, r: &mut In<'_>) -> TpmResult<Self> {
+        let kind = match type_alg {
+            TPM_ALG_MLDSA => {
+                let set =
+                    MlDsaParameterSet::from_id(r.u16()?).ok_or(vtpm_wire::ResponseCode::PARMS)?;
+                Kind::MlDsa {
+                    set,
+                    external_mu: r.yes_no()?,
+                }
+            }
+            TPM_ALG_HASH_MLDSA => {
+                let set =
+                    MlDsaParameterSet::from_id(r.u16()?).ok_or(vtpm_wire::ResponseCode::PARMS)?;
+                let hash = HashAlg::from_alg(r.u16()?).ok_or(ResponseCode::HASH)?;
+                Kind::HashMlDsa { set, hash }
+            }
+            TPM_ALG_MLKEM => {
+                let symmetric = AesCfb::read(r, true)?;
+                let set =
+                    MlKemParameterSet::from_id(r.u16()?).ok_or(vtpm_wire::ResponseCode::PARMS)?;
+                Kind::MlKem { set, symmetric }
+            }
+            _ => Kind::SymCipher {
+                aes: AesCfb::read(r, false)?.ok_or(ResponseCode::SYMMETRIC)?,
+            },
+        };
+        Ok(kind)
+    }
+
     fn max_unique(&self) -> usize {
         match self {
             Self::MlDsa { .. } | Self::HashMlDsa { .. } => MAX_MLDSA_PUBLIC,
@@ -151,31 +182,7 @@ impl Public {
             return Err(ResponseCode::RESERVED_BITS);
         }
         let auth_policy = r.tpm2b(MAX_DIGEST)?.to_vec();
-        let kind = match type_alg {
-            TPM_ALG_MLDSA => {
-                let set =
-                    MlDsaParameterSet::from_id(r.u16()?).ok_or(vtpm_wire::ResponseCode::PARMS)?;
-                Kind::MlDsa {
-                    set,
-                    external_mu: r.yes_no()?,
-                }
-            }
-            TPM_ALG_HASH_MLDSA => {
-                let set =
-                    MlDsaParameterSet::from_id(r.u16()?).ok_or(vtpm_wire::ResponseCode::PARMS)?;
-                let hash = HashAlg::from_alg(r.u16()?).ok_or(ResponseCode::HASH)?;
-                Kind::HashMlDsa { set, hash }
-            }
-            TPM_ALG_MLKEM => {
-                let symmetric = AesCfb::read(r, true)?;
-                let set =
-                    MlKemParameterSet::from_id(r.u16()?).ok_or(vtpm_wire::ResponseCode::PARMS)?;
-                Kind::MlKem { set, symmetric }
-            }
-            _ => Kind::SymCipher {
-                aes: AesCfb::read(r, false)?.ok_or(ResponseCode::SYMMETRIC)?,
-            },
-        };
+        let kind = Kind::read_parameters(type_alg, r)?;
         let unique = r.tpm2b(kind.max_unique())?.to_vec();
         Ok(Self {
             name_alg,

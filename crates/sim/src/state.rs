@@ -14,6 +14,10 @@
 //!   section 5 OBJECTS: count u8 | per object: slot u8, hierarchy u32,
 //!                      TPMT_PUBLIC (bytes), qualified name (bytes),
 //!                      TPMT_SENSITIVE (bytes, empty for a public key loaded alone)
+//!   section 6 SEQUENCES (optional; absent in blobs written before it):
+//!                      count u8 | per sequence: slot u8, verify flag,
+//!                      one-shot flag, key handle u32, key name (bytes),
+//!                      authValue (bytes), context (bytes), message (bytes)
 //! ```
 //!
 //! The MAC is `HMAC-SHA-256(key, "vtpm-sim state" ‖ version u16 LE ‖ key kind ‖ inner)`.
@@ -30,6 +34,7 @@ use vtpm_frame::{Frame, FrameError, FrameWriter, SectionReader};
 use vtpm_wire::{Reader, ResponseCode};
 use zeroize::Zeroizing;
 
+use crate::command::sequence::{Sequence, SEQUENCE_SLOTS};
 use crate::crypto::{secrets_equal, HashAlg};
 use crate::object::{Object, Public, Sensitive, MAX_DIGEST, MAX_PUBLIC};
 use crate::pcr::Pcrs;
@@ -67,6 +72,7 @@ mod inner {
     pub(super) const AUTH: u16 = 3;
     pub(super) const PCRS: u16 = 4;
     pub(super) const OBJECTS: u16 = 5;
+    pub(super) const SEQUENCES: u16 = 6;
 }
 
 /// Largest authValue in a blob: a SHA-512 digest.
@@ -194,6 +200,7 @@ pub(crate) fn save(sim: &Sim) -> Zeroizing<Vec<u8>> {
         saved_pcrs,
         pcrs,
         objects,
+        sequences,
         signing_keys: _,
         cancel: _,
         state_key,
@@ -211,7 +218,7 @@ pub(crate) fn save(sim: &Sim) -> Zeroizing<Vec<u8>> {
     let mut w = FrameWriter::with_capacity(INNER_MAGIC, VERSION, 4096);
     // Section bodies are far below 4 GiB (the buffer bounds every object),
     // so the framing cannot refuse them.
-    let sections: [Result<(), FrameError>; 5] = [
+    let sections: [Result<(), FrameError>; 6] = [
         w.section(inner::FLAGS, |s| {
             s.flag(*started);
             s.flag(*established);
@@ -253,6 +260,33 @@ pub(crate) fn save(sim: &Sim) -> Zeroizing<Vec<u8>> {
                 }
             }
         }),
+        w.section(inner::SEQUENCES, |s| {
+            let open: Vec<(usize, &Sequence)> = sequences
+                .iter()
+                .enumerate()
+                .filter_map(|(slot, q)| q.as_ref().map(|q| (slot, q)))
+                .collect();
+            s.u8(open.len() as u8);
+            for (slot, sequence) in open {
+                let Sequence {
+                    verify,
+                    one_shot,
+                    key_handle,
+                    key_name,
+                    auth,
+                    context,
+                    message,
+                } = sequence;
+                s.u8(slot as u8);
+                s.flag(*verify);
+                s.flag(*one_shot);
+                s.u32(*key_handle);
+                s.bytes(key_name);
+                s.bytes(auth);
+                s.bytes(context);
+                s.bytes(message);
+            }
+        }),
     ];
     debug_assert!(sections.iter().all(Result::is_ok));
     let sealed = w.finish();
@@ -281,6 +315,7 @@ struct Restored {
     pcrs: Pcrs,
     saved_pcrs: Option<Pcrs>,
     objects: Vec<Option<Object>>,
+    sequences: Vec<Option<Sequence>>,
 }
 
 pub(crate) fn restore(sim: &mut Sim, blob: &[u8]) -> Result<(), StateError> {
@@ -303,6 +338,7 @@ pub(crate) fn restore(sim: &mut Sim, blob: &[u8]) -> Result<(), StateError> {
         pcrs,
         saved_pcrs,
         objects,
+        sequences,
     } = restored;
     sim.started = started;
     sim.permanent = permanent;
@@ -311,6 +347,7 @@ pub(crate) fn restore(sim: &mut Sim, blob: &[u8]) -> Result<(), StateError> {
     sim.pcrs = pcrs;
     sim.saved_pcrs = saved_pcrs;
     sim.objects = objects;
+    sim.sequences = sequences;
     Ok(())
 }
 
@@ -370,12 +407,13 @@ fn parse_v2_inner(sealed: &[u8]) -> Result<Restored, StateError> {
     if frame.version() != VERSION {
         return Err(StateError::UnsupportedVersion(frame.version()));
     }
-    let [flags, seeds, auth, pcrs, objects] = frame.known_sections([
+    let [flags, seeds, auth, pcrs, objects, sequences] = frame.known_sections([
         inner::FLAGS,
         inner::SEEDS,
         inner::AUTH,
         inner::PCRS,
         inner::OBJECTS,
+        inner::SEQUENCES,
     ])?;
 
     let mut flags = section(flags, "no flags section")?;
@@ -423,6 +461,10 @@ fn parse_v2_inner(sealed: &[u8]) -> Result<Restored, StateError> {
     }
     list.finish()?;
     let objects = objects_from(loaded)?;
+    let sequences = match sequences {
+        Some(section) => sequences_from(section)?,
+        None => empty_sequences(),
+    };
 
     Ok(Restored {
         started,
@@ -436,7 +478,39 @@ fn parse_v2_inner(sealed: &[u8]) -> Result<Restored, StateError> {
         pcrs: current,
         saved_pcrs,
         objects,
+        sequences,
     })
+}
+
+fn empty_sequences() -> Vec<Option<Sequence>> {
+    (0..SEQUENCE_SLOTS).map(|_| None).collect()
+}
+
+/// The open sequences of a blob, each within the bounds the commands keep.
+fn sequences_from(mut list: SectionReader<'_>) -> Result<Vec<Option<Sequence>>, StateError> {
+    let count = usize::from(list.u8()?);
+    if count > SEQUENCE_SLOTS {
+        return Err(StateError::Malformed("too many sequences"));
+    }
+    let mut sequences = empty_sequences();
+    for _ in 0..count {
+        let slot = usize::from(list.u8()?);
+        let sequence = Sequence {
+            verify: list.flag()?,
+            one_shot: list.flag()?,
+            key_handle: list.u32()?,
+            key_name: list.bytes()?.to_vec(),
+            auth: Zeroizing::new(list.bytes()?.to_vec()),
+            context: list.bytes()?.to_vec(),
+            message: Zeroizing::new(list.bytes()?.to_vec()),
+        };
+        if slot >= SEQUENCE_SLOTS || sequences[slot].is_some() || !sequence.is_well_formed() {
+            return Err(StateError::Malformed("sequence"));
+        }
+        sequences[slot] = Some(sequence);
+    }
+    list.finish()?;
+    Ok(sequences)
 }
 
 fn permanent(
@@ -635,6 +709,8 @@ fn parse_v1_body(body: &[u8]) -> Result<Restored, StateError> {
         pcrs: current,
         saved_pcrs,
         objects,
+        // Version 1 predates the sequence commands.
+        sequences: empty_sequences(),
     })
 }
 

@@ -13,7 +13,7 @@ use shake::{ExtendableOutput, Shake256, Update, XofReader};
 use vtpm_client as client;
 use vtpm_sim::Sim;
 use vtpm_wire::consts::{TPM_ALG_SHA256, TPM_ALG_SHA384, TPM_ALG_SHA512, TPM_RH_OWNER};
-use vtpm_wire::consts::{TPM_ALG_SHAKE256, TPM_ST_DIGEST_VERIFIED, TPM_ST_VERIFIED};
+use vtpm_wire::consts::{TPM_ST_DIGEST_VERIFIED, TPM_ST_MESSAGE_VERIFIED, TPM_ST_VERIFIED};
 use vtpm_wire::structures::{MlDsaParameterSet, PublicArea, Signature};
 use vtpm_wire::ResponseCode;
 
@@ -161,7 +161,8 @@ fn sign_digest_with_external_mu_verifies_independently_for_every_set() {
         ))
         .unwrap();
         assert_eq!(ticket.tag, TPM_ST_DIGEST_VERIFIED);
-        assert_eq!(ticket.metadata, Some(TPM_ALG_SHAKE256));
+        // External-μ tickets name TPM_ALG_NULL (spec-notes §5.1).
+        assert_eq!(ticket.metadata, Some(vtpm_wire::consts::TPM_ALG_NULL));
         let mut other_mu = mu.clone();
         other_mu[0] ^= 1;
         let response = exec(
@@ -302,15 +303,13 @@ fn signing_keys_follow_their_scheme_rules() {
         &PublicArea::mldsa(MlDsaParameterSet::MlDsa44),
         b"",
     );
-    // No allowExternalMu: SignDigest is refused with vtpm_wire::ResponseCode::EXT_MU.
+    // No allowExternalMu: SignDigest is refused with TPM_RC_ATTRIBUTES, as
+    // the shipped v1.85 implementations answer (spec-notes §5.1).
     let response = exec(
         &mut sim,
         &client::sign_digest(plain.handle, b"", b"", &[0; 64]),
     );
-    assert_eq!(
-        rc(&response),
-        vtpm_wire::ResponseCode::EXT_MU.with_handle(1)
-    );
+    assert_eq!(rc(&response), ResponseCode::ATTRIBUTES.with_handle(1));
     let ext = primary(
         &mut sim,
         &PublicArea::mldsa(MlDsaParameterSet::MlDsa44).with_external_mu(),
@@ -390,4 +389,319 @@ fn mldsa_87_sign_digest_response_needs_more_than_4096_bytes() {
         &client::verify_digest_signature(key.handle, b"", &[3; 64], &sig),
     );
     assert_eq!(rc(&response), ResponseCode::COMMAND_SIZE);
+}
+
+/// Signs `message` with a sign sequence (the whole message in
+/// SignSequenceComplete's buffer) and returns the signature.
+fn sequence_sign(
+    sim: &mut Sim,
+    key: u32,
+    key_auth: &[u8],
+    ctx: &[u8],
+    message: &[u8],
+) -> Signature {
+    let seq =
+        client::parse_sequence_start(&exec(sim, &client::sign_sequence_start(key, b"seq", ctx)))
+            .expect("SignSequenceStart succeeds");
+    assert_eq!(seq >> 24, 0x80, "a sequence handle is transient");
+    let response = exec(
+        sim,
+        &client::sign_sequence_complete(seq, b"seq", key, key_auth, message),
+    );
+    client::parse_sign(&response).expect("SignSequenceComplete succeeds")
+}
+
+/// Verifies with a verify sequence fed through SequenceUpdate in `parts`.
+fn sequence_verify(
+    sim: &mut Sim,
+    key: u32,
+    ctx: &[u8],
+    parts: &[&[u8]],
+    signature: &Signature,
+) -> Vec<u8> {
+    let seq = client::parse_sequence_start(&exec(
+        sim,
+        &client::verify_sequence_start(key, b"", b"", ctx),
+    ))
+    .expect("VerifySequenceStart succeeds");
+    for part in parts {
+        let response = exec(sim, &client::sequence_update(seq, b"", part));
+        client::parse_empty(&response).expect("SequenceUpdate on a verify sequence succeeds");
+    }
+    let response = exec(
+        sim,
+        &client::verify_sequence_complete(seq, b"", key, signature),
+    );
+    if rc(&response) != ResponseCode::SUCCESS {
+        // A refused signature leaves the sequence open, as a failed
+        // command changes nothing.
+        flush(sim, seq);
+    }
+    response
+}
+
+#[test]
+fn sign_sequences_make_pure_mldsa_signatures_that_fips204_and_verify_sequences_accept() {
+    let mut sim = started();
+    let message = b"a message signed through the v1.85 sequence commands";
+    for set in [
+        MlDsaParameterSet::MlDsa44,
+        MlDsaParameterSet::MlDsa65,
+        MlDsaParameterSet::MlDsa87,
+    ] {
+        let key = primary(&mut sim, &PublicArea::mldsa(set), b"pw");
+        let pk = key.public.public_key().to_vec();
+        for ctx in [&b""[..], b"vtpm context"] {
+            let sig = sequence_sign(&mut sim, key.handle, b"pw", ctx, message);
+            assert!(matches!(sig, Signature::MlDsa(_)));
+            assert_independently_valid(set, &pk, sig.bytes(), ctx, message, None);
+            // The message arrives in three pieces and verifies.
+            let (a, rest) = message.split_at(5);
+            let (b, c) = rest.split_at(20);
+            let response = sequence_verify(&mut sim, key.handle, ctx, &[a, b, c], &sig);
+            let ticket = client::parse_verify(&response).expect("VerifySequenceComplete succeeds");
+            assert_eq!(ticket.tag, TPM_ST_MESSAGE_VERIFIED);
+            assert_eq!(ticket.hierarchy, TPM_RH_OWNER);
+            assert_eq!(ticket.metadata, None);
+            assert_eq!(ticket.hmac.len(), 32, "SHA-256, the context-integrity hash");
+            // Another message, a flipped bit or another context is refused.
+            let response = sequence_verify(&mut sim, key.handle, ctx, &[b"other"], &sig);
+            assert_eq!(rc(&response), ResponseCode::SIGNATURE.with_parameter(1));
+            let mut bad = sig.bytes().to_vec();
+            bad[100] ^= 1;
+            let response = sequence_verify(
+                &mut sim,
+                key.handle,
+                ctx,
+                &[message],
+                &Signature::MlDsa(bad),
+            );
+            assert_eq!(rc(&response), ResponseCode::SIGNATURE.with_parameter(1));
+            let response = sequence_verify(&mut sim, key.handle, b"x", &[message], &sig);
+            assert_eq!(rc(&response), ResponseCode::SIGNATURE.with_parameter(1));
+        }
+        flush(&mut sim, key.handle);
+    }
+}
+
+#[test]
+fn hash_mldsa_sign_sequences_accept_updates_and_fips204_checks_the_signature() {
+    let mut sim = started();
+    let set = MlDsaParameterSet::MlDsa65;
+    let key = primary(&mut sim, &PublicArea::hash_mldsa(set, TPM_ALG_SHA384), b"");
+    let pk = key.public.public_key().to_vec();
+    let seq = client::parse_sequence_start(&exec(
+        &mut sim,
+        &client::sign_sequence_start(key.handle, b"", b"ctx"),
+    ))
+    .unwrap();
+    client::parse_empty(&exec(
+        &mut sim,
+        &client::sequence_update(seq, b"", b"first "),
+    ))
+    .unwrap();
+    let response = exec(
+        &mut sim,
+        &client::sign_sequence_complete(seq, b"", key.handle, b"", b"second"),
+    );
+    let sig = client::parse_sign(&response).unwrap();
+    assert!(matches!(
+        sig,
+        Signature::HashMlDsa {
+            hash_alg: TPM_ALG_SHA384,
+            ..
+        }
+    ));
+    let digest = Sha384::digest(b"first second");
+    assert_independently_valid(
+        set,
+        &pk,
+        sig.bytes(),
+        b"ctx",
+        &digest,
+        Some(&pre_hash::SHA2_384),
+    );
+    // The sequence is gone once it completed.
+    let response = exec(&mut sim, &client::sequence_update(seq, b"", b"more"));
+    assert_eq!(rc(&response), ResponseCode::REFERENCE_H0);
+    let response = sequence_verify(&mut sim, key.handle, b"ctx", &[b"first ", b"second"], &sig);
+    assert_eq!(
+        client::parse_verify(&response).unwrap().tag,
+        TPM_ST_MESSAGE_VERIFIED
+    );
+}
+
+#[test]
+fn a_pure_mldsa_sign_sequence_refuses_sequence_update_as_one_shot() {
+    let mut sim = started();
+    let key = primary(
+        &mut sim,
+        &PublicArea::mldsa(MlDsaParameterSet::MlDsa44),
+        b"",
+    );
+    let seq = client::parse_sequence_start(&exec(
+        &mut sim,
+        &client::sign_sequence_start(key.handle, b"", b""),
+    ))
+    .unwrap();
+    let response = exec(&mut sim, &client::sequence_update(seq, b"", b"part"));
+    assert_eq!(rc(&response), ResponseCode::ONE_SHOT_SIGNATURE);
+    // The sequence survives and still signs the whole message at once.
+    let response = exec(
+        &mut sim,
+        &client::sign_sequence_complete(seq, b"", key.handle, b"", b"whole"),
+    );
+    assert!(client::parse_sign(&response).is_ok());
+}
+
+#[test]
+fn sequence_commands_refuse_wrong_handles_keys_and_passwords() {
+    let mut sim = started();
+    let set = MlDsaParameterSet::MlDsa44;
+    let key = primary(&mut sim, &PublicArea::mldsa(set), b"");
+    let other = primary(&mut sim, &PublicArea::mldsa(set).with_external_mu(), b"");
+    let kem = primary(
+        &mut sim,
+        &PublicArea::mlkem(vtpm_wire::structures::MlKemParameterSet::MlKem512),
+        b"",
+    );
+    // A KEM key cannot sign or verify.
+    let response = exec(&mut sim, &client::sign_sequence_start(kem.handle, b"", b""));
+    assert_eq!(rc(&response), ResponseCode::KEY.with_handle(1));
+    let response = exec(
+        &mut sim,
+        &client::verify_sequence_start(kem.handle, b"", b"", b""),
+    );
+    assert_eq!(rc(&response), ResponseCode::ATTRIBUTES.with_handle(1));
+    // ML-DSA takes no hint.
+    let response = exec(
+        &mut sim,
+        &client::verify_sequence_start(key.handle, b"", b"R", b""),
+    );
+    assert_eq!(rc(&response), ResponseCode::SIZE.with_parameter(2));
+
+    let seq = client::parse_sequence_start(&exec(
+        &mut sim,
+        &client::sign_sequence_start(key.handle, b"seq pw", b""),
+    ))
+    .unwrap();
+    // A key handle where a sequence belongs is TPM_RC_MODE; an empty
+    // transient handle is not loaded; a PCR is not an object.
+    let response = exec(&mut sim, &client::sequence_update(key.handle, b"", b"x"));
+    assert_eq!(rc(&response), ResponseCode::MODE.with_handle(1));
+    let response = exec(&mut sim, &client::sequence_update(0x8000_0102, b"", b"x"));
+    assert_eq!(rc(&response), ResponseCode::REFERENCE_H0);
+    let response = exec(&mut sim, &client::sequence_update(7, b"", b"x"));
+    assert_eq!(rc(&response), ResponseCode::VALUE.with_handle(1));
+    // The sequence's own password, not the key's.
+    let response = exec(
+        &mut sim,
+        &client::sign_sequence_complete(seq, b"wrong", key.handle, b"", b"m"),
+    );
+    assert_eq!(
+        rc(&response),
+        ResponseCode(0x9A2),
+        "TPM_RC_BAD_AUTH, session 1"
+    );
+    // Another key than the one the sequence started with.
+    let response = exec(
+        &mut sim,
+        &client::sign_sequence_complete(seq, b"seq pw", other.handle, b"", b"m"),
+    );
+    assert_eq!(rc(&response), ResponseCode::SIGN_CONTEXT_KEY.with_handle(2));
+    // A sign sequence cannot complete as a verify sequence.
+    let sig = Signature::MlDsa(vec![0; set.signature_size()]);
+    let response = exec(
+        &mut sim,
+        &client::verify_sequence_complete(seq, b"seq pw", key.handle, &sig),
+    );
+    assert_eq!(rc(&response), ResponseCode::MODE.with_handle(1));
+    // A HashML-DSA signature does not fit an ML-DSA key.
+    let vseq = client::parse_sequence_start(&exec(
+        &mut sim,
+        &client::verify_sequence_start(key.handle, b"", b"", b""),
+    ))
+    .unwrap();
+    let wrong = Signature::HashMlDsa {
+        hash_alg: TPM_ALG_SHA256,
+        signature: vec![0; set.signature_size()],
+    };
+    let response = exec(
+        &mut sim,
+        &client::verify_sequence_complete(vseq, b"", key.handle, &wrong),
+    );
+    assert_eq!(rc(&response), ResponseCode::SCHEME.with_parameter(1));
+    // FlushContext ends a sequence; three are open at most.
+    flush(&mut sim, vseq);
+    flush(&mut sim, seq);
+    let response = exec(&mut sim, &client::flush_context(seq));
+    assert_eq!(rc(&response), ResponseCode::HANDLE.with_parameter(1));
+    for _ in 0..3 {
+        let response = exec(&mut sim, &client::sign_sequence_start(key.handle, b"", b""));
+        assert!(client::parse_sequence_start(&response).is_ok());
+    }
+    let response = exec(&mut sim, &client::sign_sequence_start(key.handle, b"", b""));
+    assert_eq!(rc(&response), ResponseCode::OBJECT_MEMORY);
+}
+
+#[test]
+fn a_null_hierarchy_verify_sequence_answers_a_null_message_ticket() {
+    let mut sim = started();
+    let set = MlDsaParameterSet::MlDsa44;
+    let response = exec(
+        &mut sim,
+        &client::create_primary(
+            vtpm_wire::consts::TPM_RH_NULL,
+            b"",
+            &PublicArea::mldsa(set),
+            b"",
+        ),
+    );
+    let key = client::parse_create_primary(&response).unwrap();
+    let sig = sequence_sign(&mut sim, key.handle, b"", b"", b"m");
+    let response = sequence_verify(&mut sim, key.handle, b"", &[b"m"], &sig);
+    let ticket = client::parse_verify(&response).unwrap();
+    assert_eq!(ticket.tag, TPM_ST_MESSAGE_VERIFIED);
+    assert_eq!(ticket.hierarchy, vtpm_wire::consts::TPM_RH_NULL);
+    assert!(ticket.hmac.is_empty());
+}
+
+#[test]
+fn test_parms_accepts_every_pqc_parameter_set_and_refuses_unknown_ones() {
+    let mut sim = started();
+    for id in 1..=3u16 {
+        let mut mldsa = id.to_be_bytes().to_vec();
+        mldsa.push(0);
+        let response = exec(
+            &mut sim,
+            &client::test_parms(vtpm_wire::consts::TPM_ALG_MLDSA, &mldsa),
+        );
+        assert_eq!(rc(&response), ResponseCode::SUCCESS, "ML-DSA set {id}");
+        let mut hashed = id.to_be_bytes().to_vec();
+        hashed.extend_from_slice(&TPM_ALG_SHA512.to_be_bytes());
+        let response = exec(
+            &mut sim,
+            &client::test_parms(vtpm_wire::consts::TPM_ALG_HASH_MLDSA, &hashed),
+        );
+        assert_eq!(rc(&response), ResponseCode::SUCCESS, "HashML-DSA set {id}");
+        let mut kem = vtpm_wire::consts::TPM_ALG_NULL.to_be_bytes().to_vec();
+        kem.extend_from_slice(&id.to_be_bytes());
+        let response = exec(
+            &mut sim,
+            &client::test_parms(vtpm_wire::consts::TPM_ALG_MLKEM, &kem),
+        );
+        assert_eq!(rc(&response), ResponseCode::SUCCESS, "ML-KEM set {id}");
+    }
+    let response = exec(
+        &mut sim,
+        &client::test_parms(vtpm_wire::consts::TPM_ALG_MLDSA, &[0, 4, 0]),
+    );
+    assert_eq!(rc(&response), ResponseCode::PARMS.with_parameter(1));
+    let response = exec(&mut sim, &client::test_parms(0x0001, &[]));
+    assert_eq!(rc(&response), ResponseCode::TYPE.with_parameter(1));
+    let response = exec(
+        &mut sim,
+        &client::test_parms(vtpm_wire::consts::TPM_ALG_HASH_MLDSA, &[0, 1, 0, 0x04]),
+    );
+    assert_eq!(rc(&response), ResponseCode::HASH.with_parameter(1));
 }

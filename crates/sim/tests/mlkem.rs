@@ -143,11 +143,23 @@ fn kem_commands_check_the_key() {
         &PublicArea::mlkem_storage_parent(MlKemParameterSet::MlKem768),
         b"",
     );
+    // "The TPM does not verify the objectAttributes of the key" (Part 3
+    // §14.10.1): a restricted storage key encapsulates too, but only an
+    // unrestricted decryption key decapsulates.
     let response = exec(&mut sim, &client::encapsulate(parent.handle));
+    let sent = client::parse_encapsulate(&response).expect("a storage key encapsulates");
+    assert_eq!(
+        sent.ciphertext.len(),
+        MlKemParameterSet::MlKem768.ciphertext_size()
+    );
+    let response = exec(
+        &mut sim,
+        &client::decapsulate(parent.handle, b"", &sent.ciphertext),
+    );
     assert_eq!(
         rc(&response),
         ResponseCode::ATTRIBUTES.with_handle(1),
-        "restricted keys do not encapsulate"
+        "restricted keys do not decapsulate"
     );
     // An external public key that fails the FIPS 203 modulus check is TPM_RC_KEY.
     let area = PublicArea::mlkem(MlKemParameterSet::MlKem512).with_unique(&[0xFF; 800]);

@@ -272,3 +272,83 @@ fn a_blob_saved_and_restored_under_the_default_key_moves_between_simulators() {
     destination.restore_state(&blob).unwrap();
     assert_eq!(destination.save_state(), blob);
 }
+
+/// A version-2 blob written before open sequences joined the state (no
+/// SEQUENCES section): a started simulator with an ML-DSA-44 key (password
+/// "k") in slot 0, whose public key is `state-v2.pub`.
+const STATE_V2_WITHOUT_SEQUENCES: &[u8] = include_bytes!("data/state-v2.bin");
+
+#[test]
+fn a_version_2_blob_from_before_sequences_restores_and_its_key_signs_in_a_sequence() {
+    let mut sim = sim_with_seed(9);
+    sim.restore_state(STATE_V2_WITHOUT_SEQUENCES).unwrap();
+    let read =
+        client::parse_read_public(&exec(&mut sim, &client::read_public(0x8000_0000))).unwrap();
+    assert_eq!(
+        read.public.public_key(),
+        include_bytes!("data/state-v2.pub")
+    );
+    let seq = client::parse_sequence_start(&exec(
+        &mut sim,
+        &client::sign_sequence_start(0x8000_0000, b"", b""),
+    ))
+    .unwrap();
+    let sig = client::parse_sign(&exec(
+        &mut sim,
+        &client::sign_sequence_complete(seq, b"", 0x8000_0000, b"k", b"old key"),
+    ))
+    .unwrap();
+    assert_eq!(
+        sig.bytes().len(),
+        MlDsaParameterSet::MlDsa44.signature_size()
+    );
+}
+
+#[test]
+fn open_sequences_survive_a_save_and_restore_with_their_message_and_password() {
+    let mut sim = started();
+    let set = MlDsaParameterSet::MlDsa44;
+    let key = primary(&mut sim, &PublicArea::hash_mldsa(set, TPM_ALG_SHA256), b"k");
+    let sign = client::parse_sequence_start(&exec(
+        &mut sim,
+        &client::sign_sequence_start(key.handle, b"s", b"ctx"),
+    ))
+    .unwrap();
+    client::parse_empty(&exec(
+        &mut sim,
+        &client::sequence_update(sign, b"s", b"part one, "),
+    ))
+    .unwrap();
+    let blob = sim.save_state();
+
+    let mut other = sim_with_seed(77);
+    other.restore_state(&blob).unwrap();
+    // The password came along: a wrong one is refused, the right one signs.
+    let response = exec(
+        &mut other,
+        &client::sign_sequence_complete(sign, b"wrong", key.handle, b"k", b"part two"),
+    );
+    assert_eq!(rc(&response), ResponseCode(0x9A2));
+    let sig = client::parse_sign(&exec(
+        &mut other,
+        &client::sign_sequence_complete(sign, b"s", key.handle, b"k", b"part two"),
+    ))
+    .unwrap();
+    // The message came along: the signature covers both parts.
+    let verify = client::parse_sequence_start(&exec(
+        &mut other,
+        &client::verify_sequence_start(key.handle, b"", b"", b"ctx"),
+    ))
+    .unwrap();
+    client::parse_empty(&exec(
+        &mut other,
+        &client::sequence_update(verify, b"", b"part one, part two"),
+    ))
+    .unwrap();
+    let ticket = client::parse_verify(&exec(
+        &mut other,
+        &client::verify_sequence_complete(verify, b"", key.handle, &sig),
+    ))
+    .unwrap();
+    assert_eq!(ticket.tag, vtpm_wire::consts::TPM_ST_MESSAGE_VERIFIED);
+}

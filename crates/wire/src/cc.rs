@@ -16,6 +16,8 @@ pub const PCR_RESET: u32 = 0x13D;
 pub const CREATE: u32 = 0x153;
 /// TPM2_Load.
 pub const LOAD: u32 = 0x157;
+/// TPM2_SequenceUpdate.
+pub const SEQUENCE_UPDATE: u32 = 0x15C;
 /// TPM2_Sign.
 pub const SIGN: u32 = 0x15D;
 /// TPM2_ContextLoad.
@@ -40,6 +42,8 @@ pub const PCR_READ: u32 = 0x17E;
 pub const READ_CLOCK: u32 = 0x181;
 /// TPM2_PCR_Extend.
 pub const PCR_EXTEND: u32 = 0x182;
+/// TPM2_TestParms.
+pub const TEST_PARMS: u32 = 0x18A;
 /// TPM2_VerifySequenceComplete (v1.85, unverified).
 pub const VERIFY_SEQUENCE_COMPLETE: u32 = 0x1A3;
 /// TPM2_SignSequenceComplete (v1.85, unverified).
@@ -68,6 +72,7 @@ pub fn name(code: u32) -> &'static str {
         PCR_RESET => "PCR_Reset",
         CREATE => "Create",
         LOAD => "Load",
+        SEQUENCE_UPDATE => "SequenceUpdate",
         SIGN => "Sign",
         CONTEXT_LOAD => "ContextLoad",
         CONTEXT_SAVE => "ContextSave",
@@ -80,6 +85,7 @@ pub fn name(code: u32) -> &'static str {
         PCR_READ => "PCR_Read",
         READ_CLOCK => "ReadClock",
         PCR_EXTEND => "PCR_Extend",
+        TEST_PARMS => "TestParms",
         VERIFY_SEQUENCE_COMPLETE => "VerifySequenceComplete",
         SIGN_SEQUENCE_COMPLETE => "SignSequenceComplete",
         VERIFY_DIGEST_SIGNATURE => "VerifyDigestSignature",

@@ -111,8 +111,8 @@ fn properties(sim: &Sim) -> Vec<(u32, u32)> {
         (0x100, ascii(b"2.0\0")),           // TPM_PT_FAMILY_INDICATOR
         (0x101, 0),                         // TPM_PT_LEVEL
         (0x102, 185),                       // TPM_PT_REVISION: library 1.85
-        (0x103, 345),                       // TPM_PT_DAY_OF_YEAR } of the v1.85 release
-        (0x104, 2025),                      // TPM_PT_YEAR        } candidate followed
+        (0x103, 0),                         // TPM_PT_ERRATA in v1.85 (0 for rc4)
+        (0x104, 0),                         // TPM_PT_YEAR: "shall be zero" in v1.85
         (0x105, MANUFACTURER),              // TPM_PT_MANUFACTURER
         (0x106, ascii(b"vtpm")),            // TPM_PT_VENDOR_STRING_1
         (0x107, ascii(b"-sim")),            // TPM_PT_VENDOR_STRING_2

@@ -15,13 +15,19 @@ use zeroize::Zeroizing;
 /// Largest ML-KEM ciphertext (ML-KEM-1024): the bound of TPM2B_KEM_CIPHERTEXT.
 const MAX_CIPHERTEXT: usize = MlKemParameterSet::MlKem1024.ciphertext_size();
 
-/// The ML-KEM key `handle` names: TPM_RC_KEY for another type, and
-/// TPM_RC_ATTRIBUTES unless it is an unrestricted decryption key.
-fn kem_key(sim: &Sim, handle: u32) -> TpmResult<(&Object, MlKemParameterSet)> {
+/// The ML-KEM key `handle` names: TPM_RC_KEY for another type.
+fn any_kem_key(sim: &Sim, handle: u32) -> TpmResult<(&Object, MlKemParameterSet)> {
     let object = object(sim, handle).ok_or(ResponseCode::HANDLE.with_handle(1))?;
     let Kind::MlKem { set, .. } = object.public.kind else {
         return Err(ResponseCode::KEY.with_handle(1));
     };
+    Ok((object, set))
+}
+
+/// An ML-KEM key that may decapsulate: TPM_RC_ATTRIBUTES unless it is an
+/// unrestricted decryption key.
+fn kem_key(sim: &Sim, handle: u32) -> TpmResult<(&Object, MlKemParameterSet)> {
+    let (object, set) = any_kem_key(sim, handle)?;
     if object.public.has(TPMA_OBJECT_RESTRICTED) || !object.public.has(TPMA_OBJECT_DECRYPT) {
         return Err(ResponseCode::ATTRIBUTES.with_handle(1));
     }
@@ -29,13 +35,16 @@ fn kem_key(sim: &Sim, handle: u32) -> TpmResult<(&Object, MlKemParameterSet)> {
 }
 
 /// TPM2_Encapsulate: a fresh shared secret and its ciphertext for the key.
+/// Any ML-KEM key will do: "The TPM does not verify the objectAttributes
+/// of the key" (Part 3 §14.10.1), since encapsulation uses only the public
+/// key, which anyone could use off the TPM.
 pub(crate) fn encapsulate(
     sim: &mut Sim,
     cmd: &mut Command<'_>,
     reply: &mut Reply,
 ) -> TpmResult<()> {
     cmd.params.done()?;
-    let (key, set) = kem_key(sim, cmd.handles[0])?;
+    let (key, set) = any_kem_key(sim, cmd.handles[0])?;
     let public_key = key.public.unique.clone();
     let randomness = Zeroizing::new(sim.rng.array::<32>());
     let (shared_secret, ciphertext) = set

@@ -5,6 +5,7 @@ pub(crate) mod capability;
 pub(crate) mod kem;
 pub(crate) mod object;
 pub(crate) mod pcr;
+pub(crate) mod sequence;
 pub(crate) mod signature;
 
 use vtpm_wire::consts::{TPM_RH_ENDORSEMENT, TPM_RH_NULL, TPM_RH_OWNER, TPM_RH_PLATFORM};
@@ -77,6 +78,11 @@ pub(crate) fn is_hierarchy(handle: u32) -> bool {
     )
 }
 
+/// The context-integrity hash (CONTEXT_INTEGRITY_HASH_ALG of the reference
+/// implementation) that keys every ticket HMAC (Part 1 Eq. 5), whatever
+/// the nameAlg of the key or object the ticket is about.
+pub(crate) const TICKET_HASH: HashAlg = HashAlg::Sha256;
+
 /// A TPMT_TK_HASHCHECK from a command.
 pub(crate) struct HashCheck<'a> {
     hierarchy: u32,
@@ -102,11 +108,11 @@ impl HashCheck<'_> {
     /// `digest`: HMAC(proof, TPM_ST_HASHCHECK ‖ digest). No command here
     /// makes such tickets, so only tickets from an earlier state of the same
     /// TPM could pass; a NULL ticket never does.
-    pub(crate) fn vouches_for(&self, sim: &Sim, hash: HashAlg, digest: &[u8]) -> bool {
+    pub(crate) fn vouches_for(&self, sim: &Sim, digest: &[u8]) -> bool {
         if self.hierarchy == TPM_RH_NULL || self.digest.is_empty() {
             return false;
         }
-        let expected = hash.hmac(
+        let expected = TICKET_HASH.hmac(
             &sim.proof(self.hierarchy),
             &[&vtpm_wire::consts::TPM_ST_HASHCHECK.to_be_bytes(), digest],
         );

@@ -148,7 +148,8 @@ fn write_creation(
     data.put_tpm2b(creator.parent_qualified_name);
     data.put_tpm2b(input.outside_info);
     let creation_hash = hash.digest(&[&data]);
-    let ticket = hash.hmac(
+    // Part 1 Eq. 5: tickets use the context-integrity hash.
+    let ticket = super::TICKET_HASH.hmac(
         &sim.proof(creator.hierarchy),
         &[&TPM_ST_CREATION.to_be_bytes(), name, &creation_hash],
     );
@@ -319,11 +320,13 @@ pub(crate) fn flush_context(
     _reply: &mut Reply,
 ) -> TpmResult<()> {
     let handle = cmd.params.u32().param(1)?;
-    // TPMI_DH_CONTEXT: a handle outside the transient slots or the session
-    // ranges is TPM_RC_VALUE as it is unmarshalled; one inside that names
-    // nothing is TPM_RC_HANDLE (libtpms, with its 64 session slots).
+    // TPMI_DH_CONTEXT: a handle outside the transient slots (objects and
+    // sequences) or the session ranges is TPM_RC_VALUE as it is
+    // unmarshalled; one inside that names nothing is TPM_RC_HANDLE
+    // (libtpms, with its 64 session slots).
+    let sequence = super::sequence::sequence_slot(handle);
     let in_range = match handle >> 24 {
-        0x80 => slot_of(handle).is_some(),
+        0x80 => slot_of(handle).is_some() || sequence.is_some(),
         0x02 | 0x03 => handle & 0x00FF_FFFF < SESSION_SLOTS,
         _ => false,
     };
@@ -331,6 +334,13 @@ pub(crate) fn flush_context(
         return Err(ResponseCode::VALUE.with_parameter(1));
     }
     cmd.params.done()?;
+    if let Some(slot) = sequence {
+        let slot = Some(slot)
+            .filter(|&s| sim.sequences[s].is_some())
+            .ok_or(ResponseCode::HANDLE.with_parameter(1))?;
+        sim.sequences[slot] = None;
+        return Ok(());
+    }
     let slot = slot_of(handle)
         .filter(|&s| sim.objects[s].is_some())
         .ok_or(ResponseCode::HANDLE.with_parameter(1))?;

@@ -9,13 +9,12 @@
 //! | SignDigest / VerifyDigestSignature | `digest` is μ itself (needs allowExternalMu; context must be empty) | `digest` is PH(M) with `context` |
 
 use vtpm_wire::consts::{
-    TPMA_OBJECT_RESTRICTED, TPMA_OBJECT_SIGN, TPM_ALG_SHAKE256, TPM_ST_DIGEST_VERIFIED,
-    TPM_ST_VERIFIED,
+    TPMA_OBJECT_RESTRICTED, TPMA_OBJECT_SIGN, TPM_ST_DIGEST_VERIFIED, TPM_ST_VERIFIED,
 };
 use vtpm_wire::consts::{TPM_ALG_HASH_MLDSA, TPM_ALG_MLDSA, TPM_ALG_NULL, TPM_RH_NULL};
 use vtpm_wire::ResponseCode;
 
-use super::{read_hashcheck, HashCheck};
+use super::{read_hashcheck, HashCheck, TICKET_HASH};
 use crate::crypto::HashAlg;
 use crate::dispatch::{object, Command, Reply};
 use crate::object::{Kind, Object, Secret, MAX_DIGEST};
@@ -50,13 +49,13 @@ fn read_scheme(r: &mut In<'_>) -> TpmResult<Scheme> {
 }
 
 /// A TPMT_SIGNATURE: its algorithm, pre-hash (HashML-DSA) and bytes.
-struct SignatureIn<'a> {
+pub(super) struct SignatureIn<'a> {
     algorithm: u16,
     hash: Option<HashAlg>,
     bytes: &'a [u8],
 }
 
-fn read_signature<'a>(r: &mut In<'a>) -> TpmResult<SignatureIn<'a>> {
+pub(super) fn read_signature<'a>(r: &mut In<'a>) -> TpmResult<SignatureIn<'a>> {
     let algorithm = r.u16()?;
     let hash = match algorithm {
         TPM_ALG_MLDSA => None,
@@ -73,7 +72,7 @@ fn read_signature<'a>(r: &mut In<'a>) -> TpmResult<SignatureIn<'a>> {
 
 /// What signing needs once the object table is no longer borrowed: the
 /// parameter set, the seed (wiped when dropped) and the key's type.
-struct Signer {
+pub(super) struct Signer {
     set: MlDsaParameterSet,
     xi: Zeroizing<[u8; MLDSA_SEED_SIZE]>,
     kind: Kind,
@@ -82,7 +81,7 @@ struct Signer {
 impl Signer {
     /// The tail of TPM2_Sign and TPM2_SignDigest: sign `mu` (a cancel
     /// request stops it with TPM_RC_CANCELED) and answer the TPMT_SIGNATURE.
-    fn sign_and_answer(
+    pub(super) fn sign_and_answer(
         self,
         sim: &mut Sim,
         mu: &[u8; MLDSA_MU_SIZE],
@@ -102,7 +101,7 @@ impl Signer {
 
 /// A loaded ML-DSA or HashML-DSA key able to sign: TPM_RC_KEY for handle 1
 /// otherwise.
-fn signing_key(sim: &Sim, handle: u32) -> TpmResult<(&Object, Signer)> {
+pub(super) fn signing_key(sim: &Sim, handle: u32) -> TpmResult<(&Object, Signer)> {
     let object = object(sim, handle).ok_or(ResponseCode::HANDLE.with_handle(1))?;
     let set = object.public.kind.mldsa_set();
     match (set, &object.sensitive) {
@@ -123,7 +122,7 @@ fn signing_key(sim: &Sim, handle: u32) -> TpmResult<(&Object, Signer)> {
 
 /// A loaded key able to verify: a non-signing key is TPM_RC_ATTRIBUTES for
 /// handle 1.
-fn verifying_key(sim: &Sim, handle: u32) -> TpmResult<(&Object, MlDsaParameterSet)> {
+pub(super) fn verifying_key(sim: &Sim, handle: u32) -> TpmResult<(&Object, MlDsaParameterSet)> {
     let object = object(sim, handle).ok_or(ResponseCode::HANDLE.with_handle(1))?;
     match object.public.kind.mldsa_set() {
         Some(set) if object.public.has(TPMA_OBJECT_SIGN) => Ok((object, set)),
@@ -139,9 +138,7 @@ fn check_restriction(
     digest: &[u8],
     ticket_param: u8,
 ) -> TpmResult<()> {
-    if key.public.has(TPMA_OBJECT_RESTRICTED)
-        && !ticket.vouches_for(sim, key.public.name_alg, digest)
-    {
+    if key.public.has(TPMA_OBJECT_RESTRICTED) && !ticket.vouches_for(sim, digest) {
         return Err(ResponseCode::TICKET.with_parameter(ticket_param));
     }
     Ok(())
@@ -221,7 +218,7 @@ pub(crate) fn sign_digest(
 }
 
 /// μ for SignDigest / VerifyDigestSignature, and the hash algorithm the
-/// ticket names: SHAKE256 for an external μ, the pre-hash otherwise.
+/// ticket names: TPM_ALG_NULL for an external μ, the pre-hash otherwise.
 fn digest_mu(
     kind: &Kind,
     public_key: &[u8],
@@ -230,8 +227,10 @@ fn digest_mu(
 ) -> TpmResult<([u8; MLDSA_MU_SIZE], u16)> {
     match kind {
         Kind::MlDsa { external_mu, .. } => {
+            // The shipped v1.85 implementations (wolfTPM 4.1) answer
+            // TPM_RC_ATTRIBUTES here, not TPM_RC_EXT_MU (spec-notes §5.1).
             if !external_mu {
-                return Err(vtpm_wire::ResponseCode::EXT_MU.with_handle(1));
+                return Err(ResponseCode::ATTRIBUTES.with_handle(1));
             }
             // μ already binds the context, so a context here means nothing.
             if !context.is_empty() {
@@ -240,7 +239,9 @@ fn digest_mu(
             let mu = digest
                 .try_into()
                 .map_err(|_| ResponseCode::SIZE.with_parameter(2))?;
-            Ok((mu, TPM_ALG_SHAKE256))
+            // External-μ tickets carry TPM_ALG_NULL as metadata, as shipped
+            // v1.85 implementations write them (spec-notes §5.1).
+            Ok((mu, TPM_ALG_NULL))
         }
         Kind::HashMlDsa { hash, .. } => {
             if digest.len() != hash.size() {
@@ -260,7 +261,11 @@ fn digest_mu(
 
 /// Checks that a signature's algorithm fits the key: TPM_RC_SCHEME for the
 /// signature parameter otherwise.
-fn check_signature_kind(kind: &Kind, signature: &SignatureIn<'_>, param: u8) -> TpmResult<()> {
+pub(super) fn check_signature_kind(
+    kind: &Kind,
+    signature: &SignatureIn<'_>,
+    param: u8,
+) -> TpmResult<()> {
     let fits = match kind {
         Kind::MlDsa { .. } => signature.algorithm == TPM_ALG_MLDSA,
         Kind::HashMlDsa { hash, .. } => signature.hash == Some(*hash),
@@ -285,10 +290,10 @@ fn write_verified_ticket(
 ) {
     out.put_u16(tag);
     if key.hierarchy == TPM_RH_NULL {
+        // `<tag, TPM_RH_NULL, 0x0000>`: a NULL ticket carries no metadata,
+        // whatever its tag, as the shipped v1.85 implementations write it
+        // (spec-notes §5.1); clients here parse both forms.
         out.put_u32(TPM_RH_NULL);
-        if let Some(alg) = metadata {
-            out.put_u16(alg);
-        }
         out.put_tpm2b(&[]);
         return;
     }
@@ -299,7 +304,8 @@ fn write_verified_ticket(
     if let Some(m) = &metadata_bytes {
         parts.push(m);
     }
-    let hmac = key.public.name_alg.hmac(&sim.proof(key.hierarchy), &parts);
+    // Part 1 Eq. 5: the context-integrity hash, not the key's nameAlg.
+    let hmac = TICKET_HASH.hmac(&sim.proof(key.hierarchy), &parts);
     if let Some(alg) = metadata {
         out.put_u16(alg);
     }
@@ -307,16 +313,16 @@ fn write_verified_ticket(
 }
 
 /// What a verification ticket vouches for.
-struct Verified<'a> {
-    tag: u16,
-    digest: &'a [u8],
+pub(super) struct Verified<'a> {
+    pub(super) tag: u16,
+    pub(super) digest: &'a [u8],
     /// The v1.85 metadata of a TPM_ST_DIGEST_VERIFIED ticket.
-    metadata: Option<u16>,
+    pub(super) metadata: Option<u16>,
 }
 
 /// The tail of both verify commands: check `signature`, which is parameter
 /// `param`, over `mu`, then answer the ticket.
-fn verify_and_answer(
+pub(super) fn verify_and_answer(
     sim: &Sim,
     key: &Object,
     set: MlDsaParameterSet,
