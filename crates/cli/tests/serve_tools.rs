@@ -98,7 +98,7 @@ fn startup_and_shutdown_exit_as_they_do_against_a_real_swtpm() {
 }
 
 #[test]
-fn vtpm_swtpm_backend_attached_to_vtpm_serve_runs_the_pqc_workload() {
+fn vtpm_swtpm_backend_attached_to_vtpm_serve_runs_the_pqc_workload_over_crb_and_tis() {
     let dir = tempfile::tempdir().unwrap();
     for with_data_socket in [true, false] {
         let ctrl = dir.path().join(format!("ctrl{with_data_socket}"));
@@ -111,24 +111,29 @@ fn vtpm_swtpm_backend_attached_to_vtpm_serve_runs_the_pqc_workload() {
         let _serve = Serve::start(&args);
         let ctrl_s = ctrl.display().to_string();
         let data_s = data.display().to_string();
-        let mut ex = vec![
-            "exercise",
-            "--backend",
-            "swtpm",
-            "--swtpm-ctrl",
-            &ctrl_s,
-            "--json",
-        ];
-        if with_data_socket {
-            ex.extend(["--swtpm-data", &data_s]);
+        // Over CRB and TIS in turn, on the same server.
+        for interface in ["crb", "tis"] {
+            let mut ex = vec![
+                "exercise",
+                "--backend",
+                "swtpm",
+                "--swtpm-ctrl",
+                &ctrl_s,
+                "--interface",
+                interface,
+                "--json",
+            ];
+            if with_data_socket {
+                ex.extend(["--swtpm-data", &data_s]);
+            }
+            let out = vtpm(&ex);
+            assert!(
+                out.status.success(),
+                "{interface}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            check_pqc_steps(&out.stdout);
         }
-        let out = vtpm(&ex);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        check_pqc_steps(&out.stdout);
     }
 }
 
@@ -154,23 +159,27 @@ pub fn check_pqc_steps(stdout: &[u8]) {
 }
 
 #[test]
-fn vtpm_mssim_backend_against_vtpm_serve_runs_the_pqc_workload_probe_and_replay() {
+fn vtpm_mssim_backend_against_vtpm_serve_runs_the_pqc_workload_over_crb_and_tis_probe_and_replay() {
     let serve = Serve::start(&["--mssim", "tcp:127.0.0.1:0"]);
     let endpoint = serve.endpoint("mssim");
-    let out = vtpm(&[
-        "exercise",
-        "--backend",
-        "mssim",
-        "--mssim",
-        &endpoint,
-        "--json",
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    check_pqc_steps(&out.stdout);
+    for interface in ["crb", "tis"] {
+        let out = vtpm(&[
+            "exercise",
+            "--backend",
+            "mssim",
+            "--mssim",
+            &endpoint,
+            "--interface",
+            interface,
+            "--json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{interface}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        check_pqc_steps(&out.stdout);
+    }
     let out = vtpm(&[
         "probe",
         "--backend",
