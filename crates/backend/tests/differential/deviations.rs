@@ -151,6 +151,15 @@ pub const DEVIATIONS: &[Deviation] = &[
         applies: |x| x.sim_rc() == 0x143 && x.tpm_rc() != 0x143,
     },
     Deviation {
+        id: "v185-pqc-commands",
+        reason: "libtpms 0.9 predates TPM 2.0 v1.85: the post-quantum commands the sim \
+                 implements (VerifySequenceComplete 0x1A3 to SignSequenceStart 0x1AA) are \
+                 TPM_RC_COMMAND_CODE there and run (or fail later, e.g. before Startup) here",
+        applies: |x| {
+            x.tpm_rc() == 0x143 && x.sim_rc() != 0x143 && (0x1A3..=0x1AA).contains(&x.code())
+        },
+    },
+    Deviation {
         id: "no-ecc-audit-pp",
         reason: "the sim has no ECC, no command audit and no physical-presence commands, so \
                  TPM_CAP_ECC_CURVES, TPM_CAP_AUDIT_COMMANDS and TPM_CAP_PP_COMMANDS are empty \
