@@ -138,13 +138,11 @@ fn a_linux_guest_finds_swtpm_behind_tpm_tis_and_reads_the_pcr0_seabios_measured(
 }
 
 #[test]
-#[ignore = "known failure, issue 11: the guest finds vtpm serve's TPM (tpm_crb/tpm_tis, version 2) and SeaBIOS logs its events, but PCR 0 reads all zero"]
 fn a_linux_guest_finds_vtpm_serve_behind_tpm_crb_and_reads_the_pcr0_seabios_measured() {
     guest_finds_the_tpm_and_reads_the_pcr0_seabios_measured(TpmServer::vtpm_serve(), Device::Crb);
 }
 
 #[test]
-#[ignore = "known failure, issue 11: the guest finds vtpm serve's TPM (tpm_crb/tpm_tis, version 2) and SeaBIOS logs its events, but PCR 0 reads all zero"]
 fn a_linux_guest_finds_vtpm_serve_behind_tpm_tis_and_reads_the_pcr0_seabios_measured() {
     guest_finds_the_tpm_and_reads_the_pcr0_seabios_measured(TpmServer::vtpm_serve(), Device::Tis);
 }

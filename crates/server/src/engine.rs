@@ -230,6 +230,19 @@ impl Tpm {
             response.zeroize_and_clear();
             response.extend_from_slice(&failure());
         }
+        tracing::debug!(
+            locality,
+            command = format_args!("{code:#x}"),
+            request_bytes = command.len(),
+            rc = format_args!(
+                "{:#x}",
+                response
+                    .get(6..10)
+                    .map_or(0, |c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+            ),
+            response_bytes = response.len(),
+            "command"
+        );
         if command.len() as u32 > self.largest.command_size {
             self.largest.command_size = command.len() as u32;
             self.largest.command_code = code;

@@ -222,6 +222,12 @@ impl Drbg {
         }
     }
 
+    /// Mixes caller-supplied data into the state (TPM2_StirRandom: the
+    /// additional input of an HMAC_DRBG update, SP 800-90A).
+    pub(crate) fn stir(&mut self, additional: &[u8]) {
+        self.update(additional);
+    }
+
     /// Fills `out` with generator output.
     pub(crate) fn fill(&mut self, out: &mut [u8]) {
         for chunk in out.chunks_mut(32) {

@@ -195,6 +195,14 @@ pub(crate) const COMMANDS: &[Spec] = &[
         handler: command::capability::get_capability,
     },
     Spec {
+        code: cc::STIR_RANDOM,
+        handles: &[],
+        auth: 0,
+        returns_handle: false,
+        nv: false,
+        handler: command::basic::stir_random,
+    },
+    Spec {
         code: cc::GET_RANDOM,
         handles: &[],
         auth: 0,

@@ -282,3 +282,30 @@ fn buffer_size_is_validated() {
         "buffer size 1 is below the minimum of 4096 bytes"
     );
 }
+
+/// TPM2_StirRandom, which SeaBIOS sends before boot (it marks a TPM that
+/// refuses it as failed and measures nothing more): up to 128 bytes are
+/// accepted and change what GetRandom answers; more is TPM_RC_SIZE.
+#[test]
+fn stir_random_takes_up_to_128_bytes_and_changes_the_generator() {
+    let stir = |data: &[u8]| {
+        CommandBuilder::new(vtpm_wire::consts::TPM_ST_NO_SESSIONS, cc::STIR_RANDOM)
+            .tpm2b(data)
+            .finish()
+    };
+    let mut stirred = started();
+    let mut plain = started();
+    assert_eq!(
+        rc(&exec(&mut stirred, &stir(&[0x5A; 128]))),
+        ResponseCode::SUCCESS
+    );
+    assert_ne!(
+        exec(&mut stirred, &get_random(32)),
+        exec(&mut plain, &get_random(32)),
+        "the stirred generator answers differently from its twin"
+    );
+    assert_eq!(
+        rc(&exec(&mut stirred, &stir(&[0; 129]))),
+        ResponseCode(ResponseCode::SIZE.0 + 0x40 + 0x100)
+    );
+}

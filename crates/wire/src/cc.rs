@@ -36,6 +36,8 @@ pub const VERIFY_SIGNATURE: u32 = 0x177;
 pub const GET_CAPABILITY: u32 = 0x17A;
 /// TPM2_GetRandom.
 pub const GET_RANDOM: u32 = 0x17B;
+/// TPM2_StirRandom.
+pub const STIR_RANDOM: u32 = 0x146;
 /// TPM2_PCR_Read.
 pub const PCR_READ: u32 = 0x17E;
 /// TPM2_ReadClock.
@@ -82,6 +84,7 @@ pub fn name(code: u32) -> &'static str {
         VERIFY_SIGNATURE => "VerifySignature",
         GET_CAPABILITY => "GetCapability",
         GET_RANDOM => "GetRandom",
+        STIR_RANDOM => "StirRandom",
         PCR_READ => "PCR_Read",
         READ_CLOCK => "ReadClock",
         PCR_EXTEND => "PCR_Extend",

@@ -94,6 +94,23 @@ pub(crate) fn self_test(
     cmd.params.done()
 }
 
+/// TPM2_StirRandom: `inData` (a TPM2B_SENSITIVE_DATA, at most 128 bytes)
+/// goes into the random generator's state. Firmware sends it before boot
+/// (SeaBIOS does, and gives up on a TPM that refuses it).
+pub(crate) fn stir_random(
+    sim: &mut Sim,
+    cmd: &mut Command<'_>,
+    _reply: &mut Reply,
+) -> TpmResult<()> {
+    let in_data = cmd.params.tpm2b(MAX_SENSITIVE_DATA).param(1)?;
+    cmd.params.done()?;
+    sim.rng.stir(in_data);
+    Ok(())
+}
+
+/// MAX_SYM_DATA, the largest TPM2B_SENSITIVE_DATA.
+const MAX_SENSITIVE_DATA: usize = 128;
+
 /// TPM2_GetRandom: at most 64 bytes, as a TPM with SHA-512 answers.
 pub(crate) fn get_random(sim: &mut Sim, cmd: &mut Command<'_>, reply: &mut Reply) -> TpmResult<()> {
     let requested = usize::from(cmd.params.u16().param(1)?);
