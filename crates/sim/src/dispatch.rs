@@ -123,6 +123,14 @@ pub(crate) const COMMANDS: &[Spec] = &[
         handler: command::basic::shutdown,
     },
     Spec {
+        code: cc::STIR_RANDOM,
+        handles: &[],
+        auth: 0,
+        returns_handle: false,
+        nv: true,
+        handler: command::basic::stir_random,
+    },
+    Spec {
         code: cc::CREATE,
         handles: &[H::Object],
         auth: 1,
@@ -193,14 +201,6 @@ pub(crate) const COMMANDS: &[Spec] = &[
         returns_handle: false,
         nv: false,
         handler: command::capability::get_capability,
-    },
-    Spec {
-        code: cc::STIR_RANDOM,
-        handles: &[],
-        auth: 0,
-        returns_handle: false,
-        nv: false,
-        handler: command::basic::stir_random,
     },
     Spec {
         code: cc::GET_RANDOM,
