@@ -94,6 +94,14 @@ pub(crate) const PCR_ATTRIBUTES: [PcrAttributes; PCR_COUNT] = {
 /// _TPM_Hash_Start sequence (reference code `PCRIsResetAllowed`, libtpms).
 pub(crate) const PCR_RESET_LOCALITY_4: bool = false;
 
+/// What a state blob keeps of [`Pcrs`].
+pub(crate) struct SavedPcrs {
+    /// Every value of both banks, then pcrUpdateCounter (big-endian).
+    pub(crate) values: Vec<u8>,
+    /// [`Pcrs::startup_locality3`].
+    pub(crate) startup_locality3: bool,
+}
+
 /// The PCR values of both banks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Pcrs {
@@ -102,8 +110,8 @@ pub(crate) struct Pcrs {
     /// pcrUpdateCounter.
     pub(crate) update_counter: u32,
     /// TPM2_Startup came from locality 3; a Resume must then come from
-    /// locality 3 as well. Volatile: the state blob does not carry it, so a
-    /// restored Shutdown(STATE) record resumes from locality 0.
+    /// locality 3 as well (the reference code keeps it in orderlyState
+    /// across Shutdown(STATE)). The state blob carries it.
     pub(crate) startup_locality3: bool,
 }
 
@@ -203,23 +211,35 @@ impl Pcrs {
         }
     }
 
-    /// Serialised form for a state blob: every value of both banks, then the counter.
-    pub(crate) fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(PCR_COUNT * 80 + 4);
-        for v in &self.sha256 {
-            out.extend_from_slice(v);
+    /// Serialised form for a state blob: every value of both banks, then
+    /// the counter (what [`Pcrs::from_bytes`] reads), and the start-up locality class,
+    /// which the blob keeps in a section of its own. Destructures every
+    /// field, so a field added here must be saved to compile.
+    pub(crate) fn to_saved(&self) -> SavedPcrs {
+        let Self {
+            sha256,
+            sha384,
+            update_counter,
+            startup_locality3,
+        } = self;
+        let mut values = Vec::with_capacity(Self::SERIALIZED_SIZE);
+        for v in sha256 {
+            values.extend_from_slice(v);
         }
-        for v in &self.sha384 {
-            out.extend_from_slice(v);
+        for v in sha384 {
+            values.extend_from_slice(v);
         }
-        out.extend_from_slice(&self.update_counter.to_be_bytes());
-        out
+        values.extend_from_slice(&update_counter.to_be_bytes());
+        SavedPcrs {
+            values,
+            startup_locality3: *startup_locality3,
+        }
     }
 
-    /// Size of [`Pcrs::to_bytes`].
+    /// Size of [`SavedPcrs::values`].
     pub(crate) const SERIALIZED_SIZE: usize = PCR_COUNT * (32 + 48) + 4;
 
-    /// The inverse of [`Pcrs::to_bytes`]; `None` on a wrong length.
+    /// The inverse of [`SavedPcrs::values`]; `None` on a wrong length.
     pub(crate) fn from_bytes(bytes: &[u8]) -> Option<Self> {
         if bytes.len() != Self::SERIALIZED_SIZE {
             return None;
@@ -258,8 +278,16 @@ mod tests {
         let mut p = Pcrs::after_reset(0);
         p.extend(5, HashAlg::Sha384, &[1; 48]);
         p.count_change(5);
-        let back = Pcrs::from_bytes(&p.to_bytes()).unwrap();
+        let back = Pcrs::from_bytes(&p.to_saved().values).unwrap();
         assert_eq!(back, p);
+        // The start-up locality class travels beside the values.
+        let p3 = Pcrs::after_reset(3);
+        let saved = p3.to_saved();
+        assert!(saved.startup_locality3);
+        let mut back = Pcrs::from_bytes(&saved.values).unwrap();
+        assert!(!back.startup_locality3);
+        back.startup_locality3 = saved.startup_locality3;
+        assert_eq!(back, p3);
         assert!(Pcrs::from_bytes(&[0; 3]).is_none());
     }
 }

@@ -18,6 +18,11 @@
 //!                      count u8 | per sequence: slot u8, verify flag,
 //!                      one-shot flag, key handle u32, key name (bytes),
 //!                      authValue (bytes), context (bytes), message (bytes)
+//!   section 7 STARTUP (optional; absent in blobs written before it, which
+//!                      restore as start-ups from locality 0):
+//!                      current start-up came from locality 3 (flag) |
+//!                      the Shutdown(STATE) record's start-up did (flag;
+//!                      false without a record)
 //! ```
 //!
 //! The MAC is `HMAC-SHA-256(key, "vtpm-sim state" ‖ version u16 LE ‖ key kind ‖ inner)`.
@@ -73,6 +78,7 @@ mod inner {
     pub(super) const PCRS: u16 = 4;
     pub(super) const OBJECTS: u16 = 5;
     pub(super) const SEQUENCES: u16 = 6;
+    pub(super) const STARTUP: u16 = 7;
 }
 
 /// Largest authValue in a blob: a SHA-512 digest.
@@ -218,7 +224,9 @@ pub(crate) fn save(sim: &Sim) -> Zeroizing<Vec<u8>> {
     let mut w = FrameWriter::with_capacity(INNER_MAGIC, VERSION, 4096);
     // Section bodies are far below 4 GiB (the buffer bounds every object),
     // so the framing cannot refuse them.
-    let sections: [Result<(), FrameError>; 6] = [
+    let current = pcrs.to_saved();
+    let record = saved_pcrs.as_ref().map(Pcrs::to_saved);
+    let sections: [Result<(), FrameError>; 7] = [
         w.section(inner::FLAGS, |s| {
             s.flag(*started);
             s.flag(*established);
@@ -236,11 +244,15 @@ pub(crate) fn save(sim: &Sim) -> Zeroizing<Vec<u8>> {
             s.bytes(platform_auth);
         }),
         w.section(inner::PCRS, |s| {
-            s.bytes(&pcrs.to_bytes());
-            s.flag(saved_pcrs.is_some());
-            if let Some(saved) = saved_pcrs {
-                s.bytes(&saved.to_bytes());
+            s.bytes(&current.values);
+            s.flag(record.is_some());
+            if let Some(record) = &record {
+                s.bytes(&record.values);
             }
+        }),
+        w.section(inner::STARTUP, |s| {
+            s.flag(current.startup_locality3);
+            s.flag(record.as_ref().is_some_and(|r| r.startup_locality3));
         }),
         w.section(inner::OBJECTS, |s| {
             let loaded: Vec<(usize, &Object)> = objects
@@ -407,13 +419,14 @@ fn parse_v2_inner(sealed: &[u8]) -> Result<Restored, StateError> {
     if frame.version() != VERSION {
         return Err(StateError::UnsupportedVersion(frame.version()));
     }
-    let [flags, seeds, auth, pcrs, objects, sequences] = frame.known_sections([
+    let [flags, seeds, auth, pcrs, objects, sequences, startup] = frame.known_sections([
         inner::FLAGS,
         inner::SEEDS,
         inner::AUTH,
         inner::PCRS,
         inner::OBJECTS,
         inner::SEQUENCES,
+        inner::STARTUP,
     ])?;
 
     let mut flags = section(flags, "no flags section")?;
@@ -436,13 +449,25 @@ fn parse_v2_inner(sealed: &[u8]) -> Result<Restored, StateError> {
     auth.finish()?;
 
     let mut pcr_section = section(pcrs, "no PCR section")?;
-    let current = pcrs_from(pcr_section.bytes()?)?;
-    let saved_pcrs = if pcr_section.flag()? {
+    let mut current = pcrs_from(pcr_section.bytes()?)?;
+    let mut saved_pcrs = if pcr_section.flag()? {
         Some(pcrs_from(pcr_section.bytes()?)?)
     } else {
         None
     };
     pcr_section.finish()?;
+    if let Some(mut startup) = startup {
+        current.startup_locality3 = startup.flag()?;
+        let record_locality3 = startup.flag()?;
+        startup.finish()?;
+        match &mut saved_pcrs {
+            Some(record) => record.startup_locality3 = record_locality3,
+            None if record_locality3 => {
+                return Err(StateError::Malformed("start-up locality of no record"))
+            }
+            None => {}
+        }
+    }
 
     let mut list = section(objects, "no objects section")?;
     let count = usize::from(list.u8()?);

@@ -426,3 +426,36 @@ fn context_handles_outside_their_ranges_are_value_errors() {
         ResponseCode::VALUE.with_handle(1)
     );
 }
+
+#[test]
+fn the_startup_locality_class_survives_save_and_restore() {
+    // Saved after Shutdown(STATE): the record's class comes along.
+    let mut sim = sim_with_seed(1);
+    exec_at(&mut sim, 3, &startup(0));
+    exec(&mut sim, &shutdown(1));
+    let after_shutdown = sim.save_state();
+    // Saved while running: the live class comes along, and a later
+    // Shutdown(STATE) records it.
+    let mut sim = sim_with_seed(1);
+    exec_at(&mut sim, 3, &startup(0));
+    let running = sim.save_state();
+    let mut restored = sim_with_seed(9);
+    restored.restore_state(&running).unwrap();
+    exec(&mut restored, &shutdown(1));
+    let shut_after_restore = restored.save_state();
+
+    for blob in [after_shutdown, shut_after_restore] {
+        let mut sim = sim_with_seed(9);
+        sim.restore_state(&blob).unwrap();
+        sim.reset();
+        assert_eq!(
+            rc(&exec_at(&mut sim, 0, &startup(1))),
+            ResponseCode::LOCALITY,
+            "a start-up from locality 3 resumes only from locality 3"
+        );
+        assert_eq!(
+            rc(&exec_at(&mut sim, 3, &startup(1))),
+            ResponseCode::SUCCESS
+        );
+    }
+}
