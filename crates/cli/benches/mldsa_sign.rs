@@ -1,15 +1,17 @@
-//! ML-DSA-87 TPM2_Sign of a 32-byte digest end to end: guest CRB driver →
-//! CRB device (window 3968, chunked: the 4650-byte response takes two
-//! pieces) → embedded simulator, with the backend on its worker thread (as
-//! a VMM runs it) and inline (no thread handoff).
+//! ML-DSA-87 TPM2_SignDigest of a 64-byte external μ end to end: guest CRB
+//! driver → CRB device (window 3968, chunked: the 4650-byte response takes
+//! two pieces) → embedded simulator, with the backend on its worker thread
+//! (as a VMM runs it) and inline (no thread handoff). SignDigest is the one
+//! v1.85 command that signs in a single transfer (TPM2_Sign does not take
+//! ML-DSA keys), so one signature is one chunked round trip.
 //!
 //! Baselines, measured in the same run:
 //! - the simulator's own `Sim::execute` called in-process, no device, with
 //!   the same key (same generator seed, same template);
 //! - the `ml-dsa` crate the simulator signs with, called directly: hedged
-//!   signing of the same digest as the message with an empty context, once
-//!   from the 32-byte seed (the simulator stores only seeds and expands the
-//!   key for every signature) and once with the key kept expanded.
+//!   signing of the same μ, once from the 32-byte seed (what the simulator
+//!   does when its expanded-key cache misses) and once with the key kept
+//!   expanded.
 //!
 //! Prints medians per signature after warm-up, and each path's ratio to the
 //! baselines.
@@ -35,7 +37,8 @@ const SIM_SEED: [u8; 32] = [0x87; 32];
 /// is derived inside it and never leaves it; signing time does not depend
 /// on which key signs.
 const XI: [u8; 32] = [0x42; 32];
-const DIGEST: [u8; 32] = [0xD1; 32];
+/// The external μ signed: any 64 bytes.
+const MU: [u8; 64] = [0xD1; 64];
 const KEY_AUTH: &[u8] = b"";
 
 fn simulator() -> SimBackend {
@@ -49,7 +52,7 @@ fn simulator() -> SimBackend {
 /// The ML-DSA-87 signing key, created by `execute`: (handle, public key).
 fn create_key(mut execute: impl FnMut(&[u8]) -> Vec<u8>) -> (u32, Vec<u8>) {
     client::parse_empty(&execute(&startup(TPM_SU_CLEAR))).expect("Startup");
-    let template = PublicArea::mldsa(MlDsaParameterSet::MlDsa87);
+    let template = PublicArea::mldsa(MlDsaParameterSet::MlDsa87).with_external_mu();
     let command = client::create_primary(TPM_RH_OWNER, b"", &template, KEY_AUTH);
     let key = client::parse_create_primary(&execute(&command)).expect("CreatePrimary");
     (key.handle, key.public.public_key().to_vec())
@@ -82,7 +85,7 @@ impl DevicePath {
             create_key(|command| driver.transmit(0, command).expect("transfer"));
         let mut path = Self {
             driver,
-            command: client::sign(handle, KEY_AUTH, &DIGEST),
+            command: client::sign_digest(handle, KEY_AUTH, b"", &MU),
             response: Vec::with_capacity(8192),
             public_key,
             _platform: platform,
@@ -126,12 +129,12 @@ impl InProcess {
         });
         let mut this = Self {
             sim,
-            command: client::sign(handle, KEY_AUTH, &DIGEST),
+            command: client::sign_digest(handle, KEY_AUTH, b"", &MU),
             response,
             public_key,
         };
         this.sign();
-        client::parse_sign(&this.response).expect("Sign");
+        client::parse_sign(&this.response).expect("SignDigest");
         this
     }
 
@@ -165,12 +168,11 @@ impl rand_core::TryRng for OsRandom {
 
 impl rand_core::TryCryptoRng for OsRandom {}
 
-/// `ml-dsa` directly: expand the key from ξ, then sign, as the simulator
-/// does for each TPM2_Sign.
+/// `ml-dsa` directly: expand the key from ξ, then sign μ.
 fn raw_sign_from_seed() {
     let key = ExpandedSigningKey::<MlDsa87>::from_seed(&black_box(XI).into());
     let signature = key
-        .sign_randomized(black_box(&DIGEST), b"", &mut OsRandom)
+        .sign_mu_randomized(&black_box(MU).into(), &mut OsRandom)
         .expect("sign");
     black_box(signature.encode());
 }
@@ -178,7 +180,7 @@ fn raw_sign_from_seed() {
 /// `ml-dsa` directly with the key kept expanded: signing alone.
 fn raw_sign_expanded(key: &ExpandedSigningKey<MlDsa87>) {
     let signature = key
-        .sign_randomized(black_box(&DIGEST), b"", &mut OsRandom)
+        .sign_mu_randomized(&black_box(MU).into(), &mut OsRandom)
         .expect("sign");
     black_box(signature.encode());
 }
@@ -267,7 +269,7 @@ fn ratio() {
     let medians: Vec<Duration> = samples.into_iter().map(median).collect();
 
     println!(
-        "\nML-DSA-87 TPM2_Sign of a 32-byte digest, median per signature \
+        "\nML-DSA-87 TPM2_SignDigest of a 64-byte μ, median per signature \
          ({ROUNDS} samples of {BATCH} after {WARM_UP_ROUNDS} warm-up rounds, one run)"
     );
     for ((name, _), median) in variants.iter().zip(&medians) {

@@ -1,6 +1,7 @@
 //! Signing and verification (ML-DSA and HashML-DSA keys, v1.85): the
 //! sign and verify sequences, SignDigest and VerifyDigestSignature, and
-//! the classic Sign and VerifySignature.
+//! the classic Sign and VerifySignature (which v1.85 TPMs refuse for
+//! ML-DSA keys).
 
 use vtpm_wire::consts::TPM_RS_PW;
 use vtpm_wire::consts::{
@@ -19,8 +20,10 @@ fn null_hashcheck(b: CommandBuilder) -> CommandBuilder {
 }
 
 /// TPM2_Sign of `digest` with the key's own scheme (inScheme TPM_ALG_NULL)
-/// and a NULL hash-check ticket. For a HashML-DSA key `digest` is PH(M); for
-/// an ML-DSA key it is signed as the message itself.
+/// and a NULL hash-check ticket. v1.85 does not support TPM2_Sign for
+/// ML-DSA and HashML-DSA keys (a v1.85 TPM answers TPM_RC_SCHEME for
+/// parameter 2): sign messages with [`sign_sequence_start`] and
+/// [`sign_sequence_complete`], digests and external μ with [`sign_digest`].
 pub fn sign(key: u32, key_auth: &[u8], digest: &[u8]) -> Vec<u8> {
     let b = CommandBuilder::with_sessions(cc::SIGN)
         .u32(key)
@@ -43,7 +46,9 @@ pub fn sign_digest(key: u32, key_auth: &[u8], context: &[u8], digest: &[u8]) -> 
     null_hashcheck(b).finish()
 }
 
-/// TPM2_VerifySignature of `signature` over `digest`.
+/// TPM2_VerifySignature of `signature` over `digest`. Like TPM2_Sign, not
+/// supported for ML-DSA and HashML-DSA keys in v1.85 (TPM_RC_SCHEME for
+/// parameter 2): use the verify sequence or [`verify_digest_signature`].
 pub fn verify_signature(key: u32, digest: &[u8], signature: &Signature) -> Vec<u8> {
     CommandBuilder::no_sessions(cc::VERIFY_SIGNATURE)
         .u32(key)

@@ -91,10 +91,17 @@ fn sign_and_verify(migrate: bool) {
     let key = pqc::parse_create_primary(&created).unwrap();
     assert_eq!(key.public.public_key().len(), set.public_key_size());
 
-    // The digest to sign: fixed bytes, as the test needs no real hash.
+    // The message: fixed bytes, signed through the v1.85 sign sequence.
     let message: [u8; 32] = core::array::from_fn(|i| (i as u8).wrapping_mul(7) ^ 0x42);
+    let started = driver
+        .transmit(0, &pqc::sign_sequence_start(key.handle, b"", b""))
+        .unwrap();
+    let sequence = pqc::parse_sequence_start(&started).unwrap();
     let signed = driver
-        .transmit(0, &pqc::sign(key.handle, b"", &message))
+        .transmit(
+            0,
+            &pqc::sign_sequence_complete(sequence, b"", key.handle, b"", &message),
+        )
         .unwrap();
     assert_eq!(rc(&signed), 0);
     assert!(signed.len() > 4096, "a {}-byte sign response", signed.len());
@@ -105,13 +112,7 @@ fn sign_and_verify(migrate: bool) {
     let signature = pqc::parse_sign(&signed).unwrap();
     assert_eq!(signature.bytes().len(), set.signature_size());
 
-    let verify = pqc::verify_signature(key.handle, &message, &signature);
-    assert!(
-        verify.len() > 4096,
-        "a {}-byte verify command",
-        verify.len()
-    );
-    let verified = driver.transmit(0, &verify).unwrap();
+    let verified = verify(&mut driver, key.handle, &message, &signature);
     assert_eq!(rc(&verified), 0);
     pqc::parse_verify(&verified).unwrap();
     // All but the last byte in one burst, then the last byte.
@@ -119,17 +120,40 @@ fn sign_and_verify(migrate: bool) {
 
     let mut forged = signature.bytes().to_vec();
     forged[0] ^= 1;
-    let refused = driver
-        .transmit(
-            0,
-            &pqc::verify_signature(
-                key.handle,
-                &message,
-                &vtpm_wire::structures::Signature::MlDsa(forged),
-            ),
-        )
-        .unwrap();
+    let forged = vtpm_wire::structures::Signature::MlDsa(forged);
+    let refused = verify(&mut driver, key.handle, &message, &forged);
     assert_ne!(rc(&refused), 0, "a forged signature is refused");
+}
+
+/// Verifies `signature` over `message` with a verify sequence and returns
+/// the VerifySequenceComplete response, whose command is over 4096 bytes.
+fn verify<M: Mmio>(
+    driver: &mut TisDriver<M>,
+    key: u32,
+    message: &[u8],
+    signature: &vtpm_wire::structures::Signature,
+) -> Vec<u8> {
+    let started = driver
+        .transmit(0, &pqc::verify_sequence_start(key, b"", b"", b""))
+        .unwrap();
+    let sequence = pqc::parse_sequence_start(&started).unwrap();
+    let updated = driver
+        .transmit(0, &pqc::sequence_update(sequence, b"", message))
+        .unwrap();
+    pqc::parse_empty(&updated).unwrap();
+    let complete = pqc::verify_sequence_complete(sequence, b"", key, signature);
+    assert!(
+        complete.len() > 4096,
+        "a {}-byte verify command",
+        complete.len()
+    );
+    let answer = driver.transmit(0, &complete).unwrap();
+    if rc(&answer) != 0 {
+        // A refused verification leaves its sequence open.
+        let flushed = driver.transmit(0, &pqc::flush_context(sequence)).unwrap();
+        assert_eq!(rc(&flushed), 0);
+    }
+    answer
 }
 
 #[test]

@@ -119,7 +119,7 @@ fn a_tis_save_records_its_interface_and_does_not_restore_as_crb() {
     assert_eq!(rsp, cmd[..], "the command received across the restore");
 }
 
-/// ML-DSA-87: a signature response of 4650 bytes and a verify
+/// ML-DSA-87: a signature response of 4655 bytes and a verify
 /// command of about 4.7 KB, both over TIS's 4096-byte limit in QEMU.
 fn mldsa87_sign_and_verify(driver: &mut TisDriver<impl Mmio>) {
     let set = MlDsaParameterSet::MlDsa87;
@@ -137,14 +137,32 @@ fn mldsa87_sign_and_verify(driver: &mut TisDriver<impl Mmio>) {
         .unwrap();
     let handle = pqc::parse_create_primary(&created).unwrap().handle;
     let message: [u8; 32] = Sha256::digest(b"over tis").into();
+    // The v1.85 sign sequence: the whole message in SignSequenceComplete.
+    let started = driver
+        .transmit(0, &pqc::sign_sequence_start(handle, b"", b""))
+        .unwrap();
+    let sequence = pqc::parse_sequence_start(&started).unwrap();
     let signed = driver
-        .transmit(0, &pqc::sign(handle, b"", &message))
+        .transmit(
+            0,
+            &pqc::sign_sequence_complete(sequence, b"", handle, b"", &message),
+        )
         .unwrap();
     assert!(signed.len() >= 4650, "{}-byte response", signed.len());
     assert_eq!(driver.last_transfer().response_bytes, signed.len());
     let sig = pqc::parse_sign(&signed).unwrap();
     assert_eq!(sig.bytes().len(), set.signature_size());
-    let verify = pqc::verify_signature(handle, &message, &sig);
+    // The verify sequence: the message through SequenceUpdate, then the
+    // signature in VerifySequenceComplete.
+    let started = driver
+        .transmit(0, &pqc::verify_sequence_start(handle, b"", b"", b""))
+        .unwrap();
+    let sequence = pqc::parse_sequence_start(&started).unwrap();
+    let updated = driver
+        .transmit(0, &pqc::sequence_update(sequence, b"", &message))
+        .unwrap();
+    pqc::parse_empty(&updated).unwrap();
+    let verify = pqc::verify_sequence_complete(sequence, b"", handle, &sig);
     assert!(verify.len() > 4096, "{}-byte command", verify.len());
     let verified = driver.transmit(0, &verify).unwrap();
     assert_eq!(rc(&verified), ResponseCode::SUCCESS);

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{exec, flush, primary, rc, sim_with_seed, started};
+use common::{exec, flush, primary, rc, sequence_sign, sequence_verify, sim_with_seed, started};
 use sha2::{Digest, Sha256};
 use vtpm_client as client;
 use vtpm_client::startup;
@@ -12,7 +12,9 @@ use vtpm_wire::consts::{
     TPMA_OBJECT_SENSITIVE_DATA_ORIGIN, TPMA_OBJECT_SIGN, TPMA_OBJECT_USER_WITH_AUTH,
     TPM_RH_LOCKOUT,
 };
-use vtpm_wire::consts::{TPM_RH_ENDORSEMENT, TPM_RH_NULL, TPM_RH_OWNER, TPM_RH_PLATFORM};
+use vtpm_wire::consts::{
+    TPM_ALG_SHA256, TPM_RH_ENDORSEMENT, TPM_RH_NULL, TPM_RH_OWNER, TPM_RH_PLATFORM,
+};
 use vtpm_wire::structures::{MlDsaParameterSet, MlKemParameterSet, PublicArea};
 use vtpm_wire::ResponseCode;
 
@@ -131,14 +133,13 @@ fn create_and_load_round_trip_under_both_parent_kinds() {
         // The loaded key signs with the child's password, and the signature
         // verifies under the public key Create returned.
         let digest = [0x5A; 32];
-        let sig = client::parse_sign(&exec(
+        let sig = sequence_sign(&mut sim, loaded.handle, b"child", b"", &digest);
+        client::parse_verify(&sequence_verify(
             &mut sim,
-            &client::sign(loaded.handle, b"child", &digest),
-        ))
-        .unwrap();
-        client::parse_verify(&exec(
-            &mut sim,
-            &client::verify_signature(loaded.handle, &digest, &sig),
+            loaded.handle,
+            b"",
+            &[&digest],
+            &sig,
         ))
         .unwrap();
         // Ordinary objects are random: a second Create differs.
@@ -235,22 +236,27 @@ fn loading_needs_a_storage_parent() {
 
 #[test]
 fn wrong_passwords_are_rejected_with_the_session_number() {
+    // HashML-DSA keys, so TPM2_SignDigest with a SHA-256 digest succeeds
+    // once the authorization does.
     let mut sim = started();
     let da_key = primary(
         &mut sim,
-        &PublicArea::mldsa(MlDsaParameterSet::MlDsa44),
+        &PublicArea::hash_mldsa(MlDsaParameterSet::MlDsa44, TPM_ALG_SHA256),
         b"right",
     );
-    let response = exec(&mut sim, &client::sign(da_key.handle, b"wrong", &[0; 32]));
+    let response = exec(
+        &mut sim,
+        &client::sign_digest(da_key.handle, b"wrong", b"", &[0; 32]),
+    );
     assert_eq!(rc(&response).0, 0x98E, "TPM_RC_AUTH_FAIL for session 1");
     // Trailing zeros do not count.
     let response = exec(
         &mut sim,
-        &client::sign(da_key.handle, b"right\0\0", &[0; 32]),
+        &client::sign_digest(da_key.handle, b"right\0\0", b"", &[0; 32]),
     );
     assert_eq!(rc(&response), ResponseCode::SUCCESS);
 
-    let no_da = PublicArea::mldsa(MlDsaParameterSet::MlDsa44).with_attributes(
+    let no_da = PublicArea::hash_mldsa(MlDsaParameterSet::MlDsa44, TPM_ALG_SHA256).with_attributes(
         TPMA_OBJECT_FIXED_TPM
             | TPMA_OBJECT_FIXED_PARENT
             | TPMA_OBJECT_SENSITIVE_DATA_ORIGIN
@@ -259,7 +265,10 @@ fn wrong_passwords_are_rejected_with_the_session_number() {
             | TPMA_OBJECT_SIGN,
     );
     let key = primary(&mut sim, &no_da, b"right");
-    let response = exec(&mut sim, &client::sign(key.handle, b"", &[0; 32]));
+    let response = exec(
+        &mut sim,
+        &client::sign_digest(key.handle, b"", b"", &[0; 32]),
+    );
     assert_eq!(rc(&response).0, 0x9A2, "TPM_RC_BAD_AUTH for session 1");
 
     // Without userWithAuth a password cannot authorize the USER role.
@@ -267,7 +276,10 @@ fn wrong_passwords_are_rejected_with_the_session_number() {
         .clone()
         .with_attributes(no_da.attributes & !TPMA_OBJECT_USER_WITH_AUTH);
     let key = primary(&mut sim, &policy_only, b"");
-    let response = exec(&mut sim, &client::sign(key.handle, b"", &[0; 32]));
+    let response = exec(
+        &mut sim,
+        &client::sign_digest(key.handle, b"", b"", &[0; 32]),
+    );
     assert_eq!(rc(&response), ResponseCode::AUTH_UNAVAILABLE);
 
     // Hierarchy passwords.

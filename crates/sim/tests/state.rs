@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{exec, primary, rc, sim_with_seed, started};
+use common::{exec, primary, rc, sequence_sign, sequence_verify, sim_with_seed, started};
 use vtpm_client as client;
 use vtpm_client::{parse_pcr_read, pcr_extend_sha256, pcr_read, startup};
 use vtpm_sim::{Sim, SimConfig, StateError, StateKey};
@@ -34,11 +34,13 @@ fn restore_keeps_pcrs_seeds_objects_and_passwords() {
     assert!(other.established());
     assert_eq!(exec(&mut other, &pcr_read(TPM_ALG_SHA256, &[9])), pcrs);
     // The loaded key is still there and signs under its password.
-    let sig =
-        client::parse_sign(&exec(&mut other, &client::sign(key.handle, b"k", &[1; 32]))).unwrap();
-    client::parse_verify(&exec(
+    let sig = sequence_sign(&mut other, key.handle, b"k", b"", &[1; 32]);
+    client::parse_verify(&sequence_verify(
         &mut other,
-        &client::verify_signature(key.handle, &[1; 32], &sig),
+        key.handle,
+        b"",
+        &[&[1; 32]],
+        &sig,
     ))
     .unwrap();
     // The owner seed and password came along: the same primary key.
@@ -148,14 +150,13 @@ fn a_version_1_blob_still_loads_with_its_keys_pcrs_and_passwords() {
     ))
     .unwrap();
     // The loaded child signs under its own password.
-    let sig = client::parse_sign(&exec(
+    let sig = sequence_sign(&mut sim, 0x8000_0002, b"child", b"", &[1; 32]);
+    client::parse_verify(&sequence_verify(
         &mut sim,
-        &client::sign(0x8000_0002, b"child", &[1; 32]),
-    ))
-    .unwrap();
-    client::parse_verify(&exec(
-        &mut sim,
-        &client::verify_signature(0x8000_0002, &[1; 32], &sig),
+        0x8000_0002,
+        b"",
+        &[&[1; 32]],
+        &sig,
     ))
     .unwrap();
     // The ML-KEM key decapsulates what is encapsulated to it.

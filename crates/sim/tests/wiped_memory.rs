@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use vtpm_client as client;
 use vtpm_sim::{Sim, SimConfig};
-use vtpm_wire::consts::{TPM_RH_OWNER, TPM_SU_CLEAR};
+use vtpm_wire::consts::{TPM_ALG_SHA256, TPM_RH_OWNER, TPM_SU_CLEAR};
 use vtpm_wire::structures::{MlDsaParameterSet, PublicArea};
 use zeroize::Zeroizing;
 
@@ -62,7 +62,9 @@ fn rc_ok(response: &[u8]) {
 fn no_freed_block_keeps_a_password_the_simulator_handled() {
     // Commands are built before the scan starts (building them copies the
     // marker through growing buffers of the test's own), and wiped after.
-    let template = PublicArea::mldsa(MlDsaParameterSet::MlDsa44);
+    // HashML-DSA, so TPM2_SignDigest of a SHA-256 digest uses the key's
+    // password and succeeds.
+    let template = PublicArea::hash_mldsa(MlDsaParameterSet::MlDsa44, TPM_ALG_SHA256);
     let create = Zeroizing::new(client::create_primary(
         TPM_RH_OWNER,
         b"",
@@ -70,7 +72,7 @@ fn no_freed_block_keeps_a_password_the_simulator_handled() {
         &MARKER,
     ));
     let handle = 0x8000_0000;
-    let sign = Zeroizing::new(client::sign(handle, &MARKER, &[1; 32]));
+    let sign = Zeroizing::new(client::sign_digest(handle, &MARKER, b"", &[1; 32]));
     let set_owner = Zeroizing::new(client::hierarchy_change_auth(TPM_RH_OWNER, b"", &MARKER));
     let clear_owner = Zeroizing::new(client::hierarchy_change_auth(TPM_RH_OWNER, &MARKER, b""));
     let flush = client::flush_context(handle);

@@ -124,6 +124,11 @@ impl ResponseCode {
         Self(self.0 | (u32::from(n & 0x7) << 8))
     }
 
+    /// A format-1 code tied to session `n` (1-based) of the authorization area.
+    pub fn with_session(self, n: u8) -> Self {
+        Self(self.0 | 0x800 | (u32::from(n & 0x7) << 8))
+    }
+
     /// The symbolic name of the base code, or `None` for a code this crate does not name.
     pub fn name(self) -> Option<&'static str> {
         Some(match self.base() {
@@ -210,5 +215,15 @@ mod tests {
             ResponseCode::COMMAND_SIZE
         );
         assert_eq!(ResponseCode(0x095).to_string(), "TPM_RC_SIZE (0x095)");
+    }
+
+    #[test]
+    fn format1_session_and_handle_codes_carry_their_number() {
+        assert_eq!(ResponseCode::AUTH_FAIL.with_session(1).0, 0x98E);
+        assert_eq!(
+            ResponseCode::AUTH_FAIL.with_session(1).base(),
+            ResponseCode::AUTH_FAIL
+        );
+        assert_eq!(ResponseCode::HANDLE.with_handle(1).0, 0x18B);
     }
 }

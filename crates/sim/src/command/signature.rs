@@ -5,12 +5,13 @@
 //!
 //! | command | ML-DSA key | HashML-DSA key |
 //! |---|---|---|
-//! | Sign / VerifySignature | pure ML-DSA of `digest` as the message, empty context | `digest` is PH(M), empty context |
 //! | SignDigest / VerifyDigestSignature | `digest` is μ itself (needs allowExternalMu; context must be empty) | `digest` is PH(M) with `context` |
+//! | Sign / VerifySignature | not supported (v1.85 Part 3 Table 115): TPM_RC_SCHEME for parameter 2 | the same |
+//!
+//! Messages are signed and verified with the sequence commands
+//! (`sequence.rs`).
 
-use vtpm_wire::consts::{
-    TPMA_OBJECT_RESTRICTED, TPMA_OBJECT_SIGN, TPM_ST_DIGEST_VERIFIED, TPM_ST_VERIFIED,
-};
+use vtpm_wire::consts::{TPMA_OBJECT_RESTRICTED, TPMA_OBJECT_SIGN, TPM_ST_DIGEST_VERIFIED};
 use vtpm_wire::consts::{TPM_ALG_HASH_MLDSA, TPM_ALG_MLDSA, TPM_ALG_NULL, TPM_RH_NULL};
 use vtpm_wire::ResponseCode;
 
@@ -28,22 +29,14 @@ use zeroize::Zeroizing;
 /// Largest ML-DSA signature (ML-DSA-87): the bound of TPM2B_SIGNATURE_MLDSA.
 const MAX_MLDSA_SIGNATURE: usize = MlDsaParameterSet::MlDsa87.signature_size();
 
-/// The signing scheme a TPMT_SIG_SCHEME asks for.
-enum Scheme {
-    /// TPM_ALG_NULL: the key's own scheme.
-    KeyDefault,
-    /// TPM_ALG_MLDSA (its scheme details are empty).
-    MlDsa,
-    /// TPM_ALG_HASH_MLDSA with its hash.
-    HashMlDsa(u16),
-}
-
-fn read_scheme(r: &mut In<'_>) -> TpmResult<Scheme> {
+/// A TPMT_SIG_SCHEME. v1.85 gives ML-DSA and HashML-DSA no member of
+/// TPMU_SIG_SCHEME, and RSA, ECC and HMAC schemes cannot apply to any key
+/// here, so TPM_ALG_NULL (the key's own scheme) is the only one read;
+/// every other algorithm is TPM_RC_SCHEME, as an unknown
+/// TPMI_ALG_SIG_SCHEME is.
+fn read_null_scheme(r: &mut In<'_>) -> TpmResult<()> {
     match r.u16()? {
-        TPM_ALG_NULL => Ok(Scheme::KeyDefault),
-        TPM_ALG_MLDSA => Ok(Scheme::MlDsa),
-        TPM_ALG_HASH_MLDSA => Ok(Scheme::HashMlDsa(r.u16()?)),
-        // RSA, ECC and HMAC schemes cannot apply to any key here.
+        TPM_ALG_NULL => Ok(()),
         _ => Err(ResponseCode::SCHEME),
     }
 }
@@ -79,7 +72,7 @@ pub(super) struct Signer {
 }
 
 impl Signer {
-    /// The tail of TPM2_Sign and TPM2_SignDigest: sign `mu` (a cancel
+    /// The tail of TPM2_SignDigest and TPM2_SignSequenceComplete: sign `mu` (a cancel
     /// request stops it with TPM_RC_CANCELED) and answer the TPMT_SIGNATURE.
     pub(super) fn sign_and_answer(
         self,
@@ -155,49 +148,19 @@ fn write_signature(out: &mut Vec<u8>, kind: &Kind, signature: &[u8]) {
     out.put_tpm2b(signature);
 }
 
-/// The message TPM2_Sign and TPM2_VerifySignature sign with `digest`
-/// (parameter 1): PH(M) with an empty context for a HashML-DSA key (its
-/// length must be the pre-hash's), the message itself for an ML-DSA key.
-fn digest_message<'a>(kind: &Kind, digest: &'a [u8]) -> TpmResult<MlDsaMessage<'a>> {
-    match kind {
-        Kind::HashMlDsa { hash, .. } => {
-            if digest.len() != hash.size() {
-                return Err(ResponseCode::SIZE.with_parameter(1));
-            }
-            Ok(MlDsaMessage::PreHashed {
-                context: b"",
-                hash: *hash,
-                digest,
-            })
-        }
-        _ => Ok(MlDsaMessage::Pure {
-            context: b"",
-            message: digest,
-        }),
-    }
-}
-
-/// TPM2_Sign.
-pub(crate) fn sign(sim: &mut Sim, cmd: &mut Command<'_>, reply: &mut Reply) -> TpmResult<()> {
+/// TPM2_Sign. v1.85 does not support it for ML-DSA and HashML-DSA keys
+/// (Part 3 Table 115): no TPMT_SIG_SCHEME selects them, so once the
+/// parameters and the key pass their checks the answer is TPM_RC_SCHEME for
+/// inScheme, as the reference code's CryptSelectSignScheme fails. Every
+/// signing key this TPM holds is one of them.
+pub(crate) fn sign(sim: &mut Sim, cmd: &mut Command<'_>, _reply: &mut Reply) -> TpmResult<()> {
     let p = &mut cmd.params;
-    let digest = p.tpm2b(MAX_DIGEST).param(1)?;
-    let scheme = read_scheme(p).param(2)?;
-    let ticket = read_hashcheck(p).param(3)?;
+    p.tpm2b(MAX_DIGEST).param(1)?;
+    read_null_scheme(p).param(2)?;
+    read_hashcheck(p).param(3)?;
     p.done()?;
-    let (key, signer) = signing_key(sim, cmd.handles[0])?;
-    let scheme_fits = match (&scheme, &signer.kind) {
-        (Scheme::KeyDefault, _) => true,
-        (Scheme::MlDsa, Kind::MlDsa { .. }) => true,
-        (Scheme::HashMlDsa(h), Kind::HashMlDsa { hash, .. }) => *h == hash.alg(),
-        _ => false,
-    };
-    if !scheme_fits {
-        return Err(ResponseCode::SCHEME.with_parameter(2));
-    }
-    let message = digest_message(&signer.kind, digest)?;
-    check_restriction(sim, key, &ticket, digest, 3)?;
-    let mu = mldsa_mu(&key.public.unique, &message).ok_or(ResponseCode::FAILURE)?;
-    signer.sign_and_answer(sim, &mu, reply)
+    signing_key(sim, cmd.handles[0])?;
+    Err(ResponseCode::SCHEME.with_parameter(2))
 }
 
 /// TPM2_SignDigest (v1.85): `context | digest | validation`.
@@ -347,26 +310,22 @@ pub(super) fn verify_and_answer(
     Ok(())
 }
 
-/// TPM2_VerifySignature.
+/// TPM2_VerifySignature. Not supported for ML-DSA and HashML-DSA keys in
+/// v1.85 (Part 3 Table 115): the signature parses, the key must be a
+/// signing key (TPM_RC_ATTRIBUTES for handle 1), and then the answer is
+/// TPM_RC_SCHEME for the signature, as the reference code's
+/// CryptValidateSignature has no case for them.
 pub(crate) fn verify_signature(
     sim: &mut Sim,
     cmd: &mut Command<'_>,
-    reply: &mut Reply,
+    _reply: &mut Reply,
 ) -> TpmResult<()> {
     let p = &mut cmd.params;
-    let digest = p.tpm2b(MAX_DIGEST).param(1)?;
-    let signature = read_signature(p).param(2)?;
+    p.tpm2b(MAX_DIGEST).param(1)?;
+    read_signature(p).param(2)?;
     p.done()?;
-    let (key, set) = verifying_key(sim, cmd.handles[0])?;
-    check_signature_kind(&key.public.kind, &signature, 2)?;
-    let message = digest_message(&key.public.kind, digest)?;
-    let mu = mldsa_mu(&key.public.unique, &message).ok_or(ResponseCode::FAILURE)?;
-    let verified = Verified {
-        tag: TPM_ST_VERIFIED,
-        digest,
-        metadata: None,
-    };
-    verify_and_answer(sim, key, set, &mu, (&signature, 2), &verified, reply)
+    verifying_key(sim, cmd.handles[0])?;
+    Err(ResponseCode::SCHEME.with_parameter(2))
 }
 
 /// TPM2_VerifyDigestSignature (v1.85): `context | digest | signature`,

@@ -6,7 +6,7 @@ use vtpm_client::CreatePrimaryResponse;
 use vtpm_client::{startup, Response};
 use vtpm_sim::{Sim, SimConfig};
 use vtpm_wire::consts::{TPM_RH_OWNER, TPM_SU_CLEAR};
-use vtpm_wire::structures::PublicArea;
+use vtpm_wire::structures::{PublicArea, Signature};
 use vtpm_wire::{Header, ResponseCode};
 
 /// A simulator with a fixed generator seed, not yet started.
@@ -70,4 +70,53 @@ pub fn primary(sim: &mut Sim, template: &PublicArea, auth: &[u8]) -> CreatePrima
 pub fn flush(sim: &mut Sim, handle: u32) {
     let response = exec(sim, &client::flush_context(handle));
     client::parse_empty(&response).expect("FlushContext succeeds");
+}
+
+/// Signs `message` with a sign sequence (the whole message in
+/// SignSequenceComplete's buffer) and returns the signature.
+pub fn sequence_sign(
+    sim: &mut Sim,
+    key: u32,
+    key_auth: &[u8],
+    ctx: &[u8],
+    message: &[u8],
+) -> Signature {
+    let seq =
+        client::parse_sequence_start(&exec(sim, &client::sign_sequence_start(key, b"seq", ctx)))
+            .expect("SignSequenceStart succeeds");
+    assert_eq!(seq >> 24, 0x80, "a sequence handle is transient");
+    let response = exec(
+        sim,
+        &client::sign_sequence_complete(seq, b"seq", key, key_auth, message),
+    );
+    client::parse_sign(&response).expect("SignSequenceComplete succeeds")
+}
+
+/// Verifies with a verify sequence fed through SequenceUpdate in `parts`.
+pub fn sequence_verify(
+    sim: &mut Sim,
+    key: u32,
+    ctx: &[u8],
+    parts: &[&[u8]],
+    signature: &Signature,
+) -> Vec<u8> {
+    let seq = client::parse_sequence_start(&exec(
+        sim,
+        &client::verify_sequence_start(key, b"", b"", ctx),
+    ))
+    .expect("VerifySequenceStart succeeds");
+    for part in parts {
+        let response = exec(sim, &client::sequence_update(seq, b"", part));
+        client::parse_empty(&response).expect("SequenceUpdate on a verify sequence succeeds");
+    }
+    let response = exec(
+        sim,
+        &client::verify_sequence_complete(seq, b"", key, signature),
+    );
+    if rc(&response) != ResponseCode::SUCCESS {
+        // A refused signature leaves the sequence open, as a failed
+        // command changes nothing.
+        flush(sim, seq);
+    }
+    response
 }
