@@ -92,6 +92,12 @@ pub trait Cancel: Send + Sync {
     /// Asks the TPM to cancel. The command still completes, with whatever
     /// the TPM answers (often TPM_RC_CANCELED).
     fn cancel(&self) -> Result<(), BackendError>;
+
+    /// Takes back a request the command it was meant for finished without
+    /// seeing, so it cannot land on the next command. Backends whose cancel
+    /// cannot outlive the command (swtpm, mssim) keep this default, which
+    /// does nothing.
+    fn withdraw(&self) {}
 }
 
 /// [`BackendError::CommandTooLarge`] when `command` exceeds `max` bytes;

@@ -133,4 +133,8 @@ impl Cancel for SimCanceller {
         self.0.cancel();
         Ok(())
     }
+
+    fn withdraw(&self) {
+        self.0.withdraw();
+    }
 }

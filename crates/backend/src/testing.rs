@@ -23,21 +23,34 @@ pub struct FnBackend {
     save_gate: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
-/// Counts cancel requests, so tests can see that one arrived.
+/// Counts cancel requests and withdrawals, so tests can see that one
+/// arrived.
 #[derive(Debug, Default)]
-pub struct CancelCounter(AtomicUsize);
+pub struct CancelCounter {
+    cancels: AtomicUsize,
+    withdrawals: AtomicUsize,
+}
 
 impl CancelCounter {
     /// Cancels requested so far.
     pub fn count(&self) -> usize {
-        self.0.load(Ordering::SeqCst)
+        self.cancels.load(Ordering::SeqCst)
+    }
+
+    /// [`Cancel::withdraw`] calls so far.
+    pub fn withdrawals(&self) -> usize {
+        self.withdrawals.load(Ordering::SeqCst)
     }
 }
 
 impl Cancel for CancelCounter {
     fn cancel(&self) -> Result<(), BackendError> {
-        self.0.fetch_add(1, Ordering::SeqCst);
+        self.cancels.fetch_add(1, Ordering::SeqCst);
         Ok(())
+    }
+
+    fn withdraw(&self) {
+        self.withdrawals.fetch_add(1, Ordering::SeqCst);
     }
 }
 

@@ -163,7 +163,7 @@ fn send_command(
         command.clear();
         command.resize(len as usize, 0);
         conn.read_exact(command)?;
-        shared.tpm().execute(locality, command, response);
+        shared.execute_cancellable(&mut shared.tpm(), locality, command, response);
     }
     out.clear();
     out.extend_from_slice(&(response.len() as u32).to_be_bytes());
@@ -196,8 +196,10 @@ fn bare_command(
     command.extend_from_slice(&header);
     command.resize(size, 0);
     conn.read_exact(&mut command[HEADER_SIZE..])?;
-    let locality = shared.tpm().locality();
-    shared.tpm().execute(locality, command, response);
+    let mut tpm = shared.tpm();
+    let locality = tpm.locality();
+    shared.execute_cancellable(&mut tpm, locality, command, response);
+    drop(tpm);
     conn.write_all(response)
 }
 
@@ -254,8 +256,14 @@ pub(crate) fn serve_platform(mut conn: Conn, shared: &Arc<Shared>) {
                     None => Ok(()),
                 }
             }
-            signal::CANCEL_OFF
-            | signal::NV_ON
+            signal::CANCEL_OFF => {
+                // Lowers the line: a request no command saw is taken back.
+                if let Some(c) = shared.canceller() {
+                    c.withdraw();
+                }
+                Ok(())
+            }
+            signal::NV_ON
             | signal::NV_OFF
             | signal::PHYS_PRES_ON
             | signal::PHYS_PRES_OFF

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
-use vtpm_backend::Cancel;
+use vtpm_backend::{BackendError, Cancel};
 
 use crate::engine::Tpm;
 use crate::net::{Conn, Endpoint, Listener};
@@ -122,6 +122,26 @@ pub(crate) struct Shared {
     pub(crate) datafd_busy: AtomicBool,
     /// The backend's cancel handle, reachable without the TPM lock.
     canceller: Mutex<Option<Arc<dyn Cancel>>>,
+    /// Whether a command is executing, and whether a cancel was sent for
+    /// it: a cancel reaches the running command or nobody.
+    cancel_gate: Mutex<CancelGate>,
+}
+
+/// See [`Shared::cancel_running`].
+#[derive(Default)]
+struct CancelGate {
+    executing: bool,
+    sent: bool,
+}
+
+/// What became of a cancel request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CancelOutcome {
+    /// Sent to the backend for the command executing.
+    Sent,
+    /// No command was executing: nothing to cancel, and the request is
+    /// dropped rather than left for the next command.
+    Idle,
 }
 
 fn relock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -140,7 +160,45 @@ impl Shared {
             next_conn: AtomicU64::new(0),
             datafd_busy: AtomicBool::new(false),
             canceller: Mutex::new(canceller),
+            cancel_gate: Mutex::new(CancelGate::default()),
         }
+    }
+
+    /// Executes `command` on `tpm` (the caller holds the TPM lock), open to
+    /// [`Shared::cancel_running`] while it runs. A cancel that arrived too
+    /// late for the command to see is withdrawn afterwards, so it cannot
+    /// land on the next command.
+    pub(crate) fn execute_cancellable(
+        &self,
+        tpm: &mut Tpm,
+        locality: u8,
+        command: &[u8],
+        response: &mut Vec<u8>,
+    ) {
+        relock(&self.cancel_gate).executing = true;
+        tpm.execute(locality, command, response);
+        let mut gate = relock(&self.cancel_gate);
+        gate.executing = false;
+        if std::mem::take(&mut gate.sent) {
+            if let Some(canceller) = self.canceller() {
+                canceller.withdraw();
+            }
+        }
+    }
+
+    /// Cancels the command executing now, if any (without the TPM lock:
+    /// the command to cancel holds it). Holding the gate while the backend
+    /// is asked keeps the command from finishing in between unseen.
+    pub(crate) fn cancel_running(&self) -> Result<CancelOutcome, BackendError> {
+        let mut gate = relock(&self.cancel_gate);
+        if !gate.executing {
+            return Ok(CancelOutcome::Idle);
+        }
+        if let Some(canceller) = self.canceller() {
+            canceller.cancel()?;
+            gate.sent = true;
+        }
+        Ok(CancelOutcome::Sent)
     }
 
     pub(crate) fn tpm(&self) -> MutexGuard<'_, Tpm> {

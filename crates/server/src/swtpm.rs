@@ -24,6 +24,7 @@ use zeroize::Zeroizing;
 
 use crate::engine::ControlError;
 use crate::net::{discard, read_request_start, Conn};
+use crate::server::CancelOutcome;
 use crate::server::{Shared, StopReason};
 
 /// The largest SET_STATEBLOB blob accepted; a larger request is answered
@@ -203,10 +204,15 @@ fn handle(
             simple(reply, outcome, command);
         }
         cmd::CANCEL_TPM_CMD => {
-            // Without the TPM lock: the command to cancel holds it.
-            let outcome = match shared.canceller() {
-                Some(c) => c.cancel().map_err(ControlError::from),
-                None => Ok(()),
+            // Only the command executing now is cancelled; with none, the
+            // request succeeds and changes nothing, as it would on swtpm.
+            let outcome = match shared.cancel_running() {
+                Ok(CancelOutcome::Sent) => Ok(()),
+                Ok(CancelOutcome::Idle) => {
+                    tracing::debug!("CANCEL_TPM_CMD with no command executing: nothing to cancel");
+                    Ok(())
+                }
+                Err(e) => Err(ControlError::from(e)),
             };
             simple(reply, outcome, command);
         }
@@ -412,7 +418,7 @@ pub(crate) fn serve_data(mut conn: Conn, shared: &Arc<Shared>) {
         {
             let mut tpm = shared.tpm();
             let locality = tpm.locality();
-            tpm.execute(locality, &command, &mut response);
+            shared.execute_cancellable(&mut tpm, locality, &command, &mut response);
         }
         if conn.write_all(&response).is_err() {
             return;

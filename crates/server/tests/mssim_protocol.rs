@@ -173,3 +173,19 @@ fn a_bare_tpm_command_on_the_command_port_gets_a_bare_response() {
     let rsp = transact(&mut cmd, &get_random(8));
     assert_eq!((rc(&rsp), rsp.len()), (0, 20));
 }
+
+#[test]
+fn cancel_on_is_a_line_that_cancels_the_next_command_until_cancel_off_lowers_it() {
+    let server = start(Options::default());
+    let (command, platform) = server.mssim.clone().unwrap();
+    let mut plat = tcp(&platform);
+    let mut cmd = tcp(&command);
+    // Raised while idle, as the reference simulator's: the next command
+    // sees it (the sim answers TPM_RC_CANCELED before running it).
+    assert_eq!(signal(&mut plat, signal::CANCEL_ON), 0);
+    assert_eq!(rc(&mssim_send(&mut cmd, 0, &get_random(8))), 0x909);
+    // Raised and lowered before a command: nothing is cancelled.
+    assert_eq!(signal(&mut plat, signal::CANCEL_ON), 0);
+    assert_eq!(signal(&mut plat, signal::CANCEL_OFF), 0);
+    assert_eq!(rc(&mssim_send(&mut cmd, 0, &get_random(8))), 0);
+}

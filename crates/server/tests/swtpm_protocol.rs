@@ -371,3 +371,71 @@ fn get_config_reports_a_file_key_only_when_the_state_is_encrypted() {
         [0, 0, 0, 0, 0, 0, 0, 1]
     );
 }
+
+#[test]
+fn cancel_tpm_cmd_with_no_command_executing_leaves_the_next_command_alone() {
+    // The sim honours a raised cancel line on the next command it runs: a
+    // request nobody's command was executing for must not reach it.
+    let server = start(Options::default());
+    let ctrl_path = server.ctrl.clone().unwrap();
+    let mut data = unix(server.data.as_ref().unwrap());
+    assert_eq!(
+        ctrl(&ctrl_path, &req(cmd::CANCEL_TPM_CMD, &[]), 4),
+        [0; 4],
+        "swtpm answers success with nothing to cancel"
+    );
+    assert_eq!(rc(&transact(&mut data, &get_random(8))), 0);
+}
+
+#[test]
+fn cancel_tpm_cmd_reaches_the_command_executing_and_is_withdrawn_after_it() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use vtpm_backend::testing::{CancelCounter, FnBackend};
+
+    const TPM_RC_CANCELED: u32 = 0x909;
+    // A test double: GetRandom runs until it is cancelled (a long command
+    // the test can hold open without timing); everything else succeeds.
+    let cancels = Arc::new(CancelCounter::default());
+    let running = Arc::new(AtomicBool::new(false));
+    let backend = {
+        let (seen, running) = (cancels.clone(), running.clone());
+        FnBackend::new(4096, move |_, command, response| {
+            let mut code = TPM_RC_CANCELED;
+            if command.get(6..10) == Some(&0x17Bu32.to_be_bytes()[..]) {
+                running.store(true, Ordering::SeqCst);
+                while seen.count() == 0 {
+                    std::thread::yield_now();
+                }
+            } else {
+                code = 0;
+            }
+            response.extend_from_slice(&[0x80, 0x01, 0, 0, 0, 10]);
+            response.extend_from_slice(&code.to_be_bytes());
+            Ok(())
+        })
+        .with_cancels(cancels.clone())
+    };
+    let server = start(Options {
+        startup: false,
+        backend: Some(Box::new(backend)),
+        ..Options::default()
+    });
+    let ctrl_path = server.ctrl.clone().unwrap();
+    let mut data = unix(server.data.as_ref().unwrap());
+
+    // Idle: the request goes nowhere.
+    assert_eq!(ctrl(&ctrl_path, &req(cmd::CANCEL_TPM_CMD, &[]), 4), [0; 4]);
+    assert_eq!(cancels.count(), 0);
+
+    let command = std::thread::spawn(move || transact(&mut data, &get_random(8)));
+    while !running.load(Ordering::SeqCst) {
+        std::thread::yield_now();
+    }
+    assert_eq!(ctrl(&ctrl_path, &req(cmd::CANCEL_TPM_CMD, &[]), 4), [0; 4]);
+    assert_eq!(rc(&command.join().unwrap()), TPM_RC_CANCELED);
+    assert_eq!(cancels.count(), 1, "the executing command was cancelled");
+    // Once the command has answered, whatever is left of the request is
+    // taken back before the next command can start.
+    assert_eq!(cancels.withdrawals(), 1);
+}

@@ -33,6 +33,11 @@ use crate::rc::TpmResult;
 /// // The request was used up by that command.
 /// sim.execute(0, &get_random(8), &mut response);
 /// assert!(Response::parse(&response)?.rc().is_success());
+/// // A request taken back before a command starts cancels nothing.
+/// sim.canceller().cancel();
+/// sim.canceller().withdraw();
+/// sim.execute(0, &get_random(8), &mut response);
+/// assert!(Response::parse(&response)?.rc().is_success());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Default)]
@@ -44,6 +49,13 @@ impl CancelHandle {
     /// Requests cancellation of the running (or next) command.
     pub fn cancel(&self) {
         self.requested.store(true, Ordering::SeqCst);
+    }
+
+    /// Takes back a pending request, so a command that starts later does
+    /// not see it: for a caller that raised the line for a command which
+    /// then finished without seeing it.
+    pub fn withdraw(&self) {
+        self.clear();
     }
 
     /// True while a request is pending.

@@ -69,6 +69,8 @@ pub struct Options {
     pub store: Option<PathBuf>,
     /// Encrypt the store with this key.
     pub key: Option<[u8; 32]>,
+    /// The backend served; the sim with an 8192-byte buffer when `None`.
+    pub backend: Option<Box<dyn Backend>>,
 }
 
 impl Default for Options {
@@ -80,6 +82,7 @@ impl Default for Options {
             swtpm: true,
             store: None,
             key: None,
+            backend: None,
         }
     }
 }
@@ -90,7 +93,7 @@ pub fn start(options: Options) -> Running {
         Store::open(d, options.key.map(vtpm_server::store::StateKey::from_bytes)).unwrap()
     });
     let mut tpm = Tpm::new(
-        sim(8192),
+        options.backend.unwrap_or_else(|| sim(8192)),
         Some(reopen()),
         store,
         TpmOptions {
