@@ -30,7 +30,7 @@ fn fips_encapsulate(set: MlKemParameterSet, ek: &[u8], seed: [u8; 32]) -> (Vec<u
     }
 }
 
-fn decapsulate(sim: &mut Sim, key: u32, auth: &[u8], ciphertext: &[u8]) -> Vec<u8> {
+fn decapsulate(sim: &mut Sim, key: u32, auth: &[u8], ciphertext: &[u8]) -> client::SharedSecret {
     client::parse_decapsulate(&exec(sim, &client::decapsulate(key, auth, ciphertext))).unwrap()
 }
 
