@@ -1,6 +1,10 @@
 //! One long-lived canceller per platform: the guest's cancel requests go
 //! to the current backend's [`Cancel`] handle from a thread of their own,
-//! merged, and only while the command they name is still executing.
+//! merged, and only while the command they name is still executing. The
+//! worker marks the start and end of each command on a [`BackendGate`], so
+//! a request reaches the command it names or nobody: one that comes before
+//! the backend starts the command goes out at its start, and one the
+//! command ended without seeing is withdrawn ([`Cancel::withdraw`]).
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -22,6 +26,84 @@ pub(crate) struct CancelState {
     pub(crate) pending: Option<Token>,
     /// The canceller thread, started at the first request.
     pub(crate) thread: Option<JoinHandle<()>>,
+}
+
+/// Which command the worker's backend is running, and what became of a
+/// cancel for it. Its own lock, apart from the state's: the backend's
+/// cancel may wait (swtpm answers CANCEL_TPM_CMD when the command ends),
+/// and no vCPU may wait with it. The worker takes it to start and to end a
+/// command, so a cancel reaches the command it names or nobody.
+#[derive(Default)]
+pub(crate) struct BackendGate {
+    /// The command the backend is executing now.
+    running: Option<Token>,
+    /// A cancel for a command queued but not started yet: sent when it
+    /// starts, dropped when another does.
+    early: Option<Token>,
+    /// A cancel was sent for `running`.
+    sent: bool,
+}
+
+impl BackendGate {
+    /// The backend starts the command `token`: an early cancel for it goes
+    /// out now, one for another command is dropped.
+    fn start(&mut self, token: Token, handle: Option<&Arc<dyn Cancel>>) {
+        self.running = Some(token);
+        self.sent = false;
+        if self.early.take() == Some(token) {
+            if let Some(handle) = handle {
+                self.send(handle);
+            }
+        }
+    }
+
+    /// The backend finished its command: a cancel sent for it is withdrawn
+    /// in case the command ended without seeing it.
+    fn finish(&mut self, handle: Option<&Arc<dyn Cancel>>) {
+        self.running = None;
+        if std::mem::take(&mut self.sent) {
+            if let Some(handle) = handle {
+                if let Err(e) = guarded("withdraw", || {
+                    handle.withdraw();
+                    Ok(())
+                }) {
+                    tracing::warn!(error = %e, "withdrawing a cancel failed");
+                }
+            }
+        }
+    }
+
+    /// A cancel for the command `token`, which the device still executes:
+    /// sent if the backend runs it, kept for its start if not yet.
+    fn request(&mut self, token: Token, handle: &Arc<dyn Cancel>) {
+        if self.running == Some(token) {
+            self.send(handle);
+        } else {
+            self.early = Some(token);
+        }
+    }
+
+    fn send(&mut self, handle: &Arc<dyn Cancel>) {
+        match guarded("cancel", || handle.cancel()) {
+            Ok(()) => self.sent = true,
+            Err(e) => tracing::warn!(error = %e, "cancel failed"),
+        }
+    }
+}
+
+/// The worker starts the command `token` on the backend whose cancel
+/// handle is `handle`.
+pub(crate) fn begin(shared: &Shared, token: Token, handle: Option<&Arc<dyn Cancel>>) {
+    relock(&shared.backend_gate).start(token, handle);
+}
+
+/// The worker's backend finished its command.
+pub(crate) fn end(shared: &Shared, handle: Option<&Arc<dyn Cancel>>) {
+    relock(&shared.backend_gate).finish(handle);
+}
+
+fn relock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Asks for the command `token` to be cancelled. Never waits for the
@@ -73,9 +155,63 @@ fn canceller(shared: Arc<Shared>) {
             continue;
         };
         drop(state);
-        if let Err(e) = guarded("cancel", || handle.cancel()) {
-            tracing::warn!(error = %e, "cancel failed");
-        }
+        // Inline, the backend runs under the state lock, so a command never
+        // shows as executing here; the gate then keeps the request for a
+        // start that never comes, which cancels nothing.
+        relock(&shared.backend_gate).request(token, &handle);
         state = shared.lock();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vtpm_backend::testing::CancelCounter;
+
+    fn handle() -> (Arc<CancelCounter>, Arc<dyn Cancel>) {
+        let counter = Arc::new(CancelCounter::default());
+        let handle: Arc<dyn Cancel> = counter.clone();
+        (counter, handle)
+    }
+
+    #[test]
+    fn a_cancel_for_the_running_command_is_sent_and_withdrawn_when_it_ends() {
+        let (counter, handle) = handle();
+        let mut gate = BackendGate::default();
+        gate.start(Token(1), Some(&handle));
+        gate.request(Token(1), &handle);
+        assert_eq!(counter.count(), 1);
+        gate.finish(Some(&handle));
+        assert_eq!(counter.withdrawals(), 1);
+        // The next command starts clean.
+        gate.start(Token(2), Some(&handle));
+        gate.finish(Some(&handle));
+        assert_eq!((counter.count(), counter.withdrawals()), (1, 1));
+    }
+
+    #[test]
+    fn a_cancel_before_the_backend_starts_goes_out_at_the_start() {
+        let (counter, handle) = handle();
+        let mut gate = BackendGate::default();
+        gate.request(Token(7), &handle);
+        assert_eq!(counter.count(), 0, "nothing runs yet");
+        gate.start(Token(7), Some(&handle));
+        assert_eq!(counter.count(), 1);
+        gate.finish(Some(&handle));
+        assert_eq!(counter.withdrawals(), 1);
+    }
+
+    #[test]
+    fn a_cancel_for_a_command_that_ended_reaches_nobody() {
+        let (counter, handle) = handle();
+        let mut gate = BackendGate::default();
+        gate.start(Token(1), Some(&handle));
+        gate.finish(Some(&handle));
+        // The device still showed command 1 executing when the request
+        // was taken; the backend is done with it.
+        gate.request(Token(1), &handle);
+        gate.start(Token(2), Some(&handle));
+        gate.finish(Some(&handle));
+        assert_eq!((counter.count(), counter.withdrawals()), (0, 0));
     }
 }

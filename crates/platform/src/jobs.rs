@@ -147,6 +147,8 @@ pub(crate) struct Shared {
     pub(crate) queued: AtomicU64,
     /// See [`crate::PlatformConfig::idle_spin`].
     pub(crate) idle_spin: Duration,
+    /// Which command the worker's backend runs, for the canceller.
+    pub(crate) backend_gate: Mutex<crate::cancel::BackendGate>,
 }
 
 impl Shared {
@@ -200,6 +202,7 @@ pub(crate) fn worker(
     let watch = !shared.idle_spin.is_zero()
         && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
     loop {
+        let mut canceller = None;
         let job = {
             let mut state = shared.lock();
             let mut watched = !watch;
@@ -210,6 +213,7 @@ pub(crate) fn worker(
                 if let Some(job) = state.jobs.pop_front() {
                     if matches!(job, Job::Execute { .. }) {
                         std::mem::swap(&mut command, &mut state.job_command);
+                        canceller = state.cancel.handle.clone();
                     }
                     state.busy = job.is_command();
                     break job;
@@ -235,7 +239,13 @@ pub(crate) fn worker(
             let _ = reply.send(control.run(&mut *backend));
             continue;
         }
+        if let Job::Execute { token, .. } = job {
+            crate::cancel::begin(&shared, token, canceller.as_ref());
+        }
         let outcome = run_job(&mut *backend, &job, &command, &mut response);
+        if matches!(job, Job::Execute { .. }) {
+            crate::cancel::end(&shared, canceller.as_ref());
+        }
         command.zeroize();
         let mut state = shared.lock();
         if state.generation != generation {

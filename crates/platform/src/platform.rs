@@ -66,6 +66,7 @@ impl Platform {
             cancel: Condvar::new(),
             queued: AtomicU64::new(0),
             idle_spin: config.idle_spin,
+            backend_gate: Mutex::default(),
         });
         let mut platform = Self {
             shared,
