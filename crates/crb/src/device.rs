@@ -13,65 +13,7 @@ use crate::spec::{self, reg, CtrlCancel, CtrlReq, CtrlStart, CtrlSts, IntBits, L
 use crate::spec::{IntfIdHi, LocState, LocSts, DATA_WINDOW_OFFSET, LOCALITY_PAGE_SIZE};
 use crate::tpm::{self, HEADER_SIZE};
 
-/// Identifies one execution, so a completion that outlived a reset or a
-/// locality change is recognised and dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ExecToken(pub u64);
-
-/// Work the device hands to its host after an MMIO write.
-#[derive(PartialEq, Eq)]
-pub enum Action<'a> {
-    /// Run `command` on the backend at `locality`, then call
-    /// [`CrbDevice::complete`] with `token`.
-    Execute {
-        /// Pass back to [`CrbDevice::complete`].
-        token: ExecToken,
-        /// Locality the command was started from.
-        locality: u8,
-        /// The whole command, as assembled from one or more window pieces.
-        command: &'a [u8],
-    },
-    /// Ask the backend to cancel the execution `token`. It still completes;
-    /// a cancel for a token that has already completed is moot.
-    Cancel {
-        /// The execution to cancel.
-        token: ExecToken,
-    },
-    /// Clear the backend's established flag on behalf of `locality` (3 or 4),
-    /// then report the new flag with [`CrbDevice::set_established`].
-    ResetEstablished {
-        /// The locality that asked.
-        locality: u8,
-    },
-}
-
-/// Prints the command's length, never its bytes (they are TPM traffic).
-impl fmt::Debug for Action<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Execute {
-                token,
-                locality,
-                command,
-            } => f
-                .debug_struct("Execute")
-                .field("token", token)
-                .field("locality", locality)
-                .field("command_len", &command.len())
-                .finish(),
-            Self::Cancel { token } => f.debug_struct("Cancel").field("token", token).finish(),
-            Self::ResetEstablished { locality } => f
-                .debug_struct("ResetEstablished")
-                .field("locality", locality)
-                .finish(),
-        }
-    }
-}
-
-/// The backend could not produce a response; the device enters the fatal
-/// error state (CTRL_STS.tpmSts).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BackendFailed;
+pub use vtpm_mmio::{Action, BackendFailed, ExecToken};
 
 /// What [`CrbDevice::complete`] did with a completion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -57,59 +57,8 @@ pub mod reg {
     pub const CTRL_RSP_ADDR_HI: u64 = 0x6C;
 }
 
-/// Declares a bit field of a 32-bit register with a getter and a setter.
-macro_rules! fields {
-    ($reg:ident { $($(#[$doc:meta])* $name:ident : $lo:literal ..= $hi:literal),* $(,)? }) => {
-        impl $reg {
-            $(
-                $(#[$doc])*
-                pub const $name: Field = Field { lo: $lo, hi: $hi };
-            )*
-        }
-    };
-}
-
-/// A bit field `lo..=hi` of a 32-bit register.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Field {
-    /// Lowest bit.
-    pub lo: u32,
-    /// Highest bit.
-    pub hi: u32,
-}
-
-impl Field {
-    /// The field's mask in place.
-    pub const fn mask(self) -> u32 {
-        let width = self.hi - self.lo + 1;
-        let ones = if width == 32 {
-            u32::MAX
-        } else {
-            (1u32 << width) - 1
-        };
-        ones << self.lo
-    }
-
-    /// Extracts the field from `reg`.
-    pub const fn get(self, reg: u32) -> u32 {
-        (reg & self.mask()) >> self.lo
-    }
-
-    /// True when a one-bit field is set in `reg`.
-    pub const fn is_set(self, reg: u32) -> bool {
-        self.get(reg) != 0
-    }
-
-    /// `reg` with the field replaced by `value` (excess bits dropped).
-    pub const fn with(self, reg: u32, value: u32) -> u32 {
-        (reg & !self.mask()) | ((value << self.lo) & self.mask())
-    }
-
-    /// `reg` with a one-bit field set or cleared.
-    pub const fn with_flag(self, reg: u32, on: bool) -> u32 {
-        self.with(reg, on as u32)
-    }
-}
+use vtpm_mmio::fields;
+pub use vtpm_mmio::Field;
 
 /// TPM_LOC_STATE fields.
 pub struct LocState;

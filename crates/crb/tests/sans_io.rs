@@ -39,7 +39,7 @@ fn the_crate_is_no_std_forbids_unsafe_and_depends_only_on_no_std_crates() {
         .collect();
     assert_eq!(
         names,
-        ["vtpm-frame", "thiserror", "zeroize", "subtle"],
+        ["vtpm-mmio", "vtpm-frame", "thiserror", "zeroize", "subtle"],
         "runtime dependencies"
     );
 }

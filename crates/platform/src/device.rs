@@ -9,64 +9,9 @@ use zeroize::Zeroizing;
 
 use crate::{Interface, PlatformError};
 
-/// Identifies one execution of the hosted device (its own token).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Token(pub(crate) u64);
-
-/// Work the hosted device hands to the platform after an MMIO write.
-pub(crate) enum Action<'a> {
-    Execute {
-        token: Token,
-        locality: u8,
-        command: &'a [u8],
-    },
-    Cancel {
-        token: Token,
-    },
-    ResetEstablished {
-        locality: u8,
-    },
-}
-
-impl<'a> From<vtpm_crb::Action<'a>> for Action<'a> {
-    fn from(a: vtpm_crb::Action<'a>) -> Self {
-        match a {
-            vtpm_crb::Action::Execute {
-                token,
-                locality,
-                command,
-            } => Self::Execute {
-                token: Token(token.0),
-                locality,
-                command,
-            },
-            vtpm_crb::Action::Cancel { token } => Self::Cancel {
-                token: Token(token.0),
-            },
-            vtpm_crb::Action::ResetEstablished { locality } => Self::ResetEstablished { locality },
-        }
-    }
-}
-
-impl<'a> From<vtpm_tis::Action<'a>> for Action<'a> {
-    fn from(a: vtpm_tis::Action<'a>) -> Self {
-        match a {
-            vtpm_tis::Action::Execute {
-                token,
-                locality,
-                command,
-            } => Self::Execute {
-                token: Token(token.0),
-                locality,
-                command,
-            },
-            vtpm_tis::Action::Cancel { token } => Self::Cancel {
-                token: Token(token.0),
-            },
-            vtpm_tis::Action::ResetEstablished { locality } => Self::ResetEstablished { locality },
-        }
-    }
-}
+/// Both devices hand over the same [`vtpm_mmio::Action`], naming an
+/// execution by its [`vtpm_mmio::ExecToken`].
+pub(crate) use vtpm_mmio::{Action, BackendFailed, ExecToken as Token};
 
 /// The device model a [`Platform`](crate::Platform) hosts, reached with
 /// [`Platform::with_device`](crate::Platform::with_device).
@@ -183,15 +128,15 @@ impl Device {
 
     pub(crate) fn write(&mut self, offset: u64, data: &[u8]) -> Option<Action<'_>> {
         match self {
-            Self::Crb(d) => d.write(offset, data).map(Action::from),
-            Self::Tis(d) => d.write(offset, data).map(Action::from),
+            Self::Crb(d) => d.write(offset, data),
+            Self::Tis(d) => d.write(offset, data),
         }
     }
 
     pub(crate) fn executing_command(&self) -> Option<Action<'_>> {
         match self {
-            Self::Crb(d) => d.executing_command().map(Action::from),
-            Self::Tis(d) => d.executing_command().map(Action::from),
+            Self::Crb(d) => d.executing_command(),
+            Self::Tis(d) => d.executing_command(),
         }
     }
 
@@ -199,14 +144,14 @@ impl Device {
     /// is a failed backend: CRB shows tpmSts, TIS answers
     /// TPM_RC_FAILURE).
     pub(crate) fn complete_swap(&mut self, token: Token, response: Option<&mut Vec<u8>>) {
+        let answer = response.ok_or(BackendFailed);
+        // What became of the answer shows in the device's registers.
         match self {
             Self::Crb(d) => {
-                let answer = response.ok_or(vtpm_crb::BackendFailed);
-                d.complete_swap(vtpm_crb::ExecToken(token.0), answer);
+                d.complete_swap(token, answer);
             }
             Self::Tis(d) => {
-                let answer = response.ok_or(vtpm_tis::BackendFailed);
-                d.complete_swap(vtpm_tis::ExecToken(token.0), answer);
+                d.complete_swap(token, answer);
             }
         }
     }
@@ -228,8 +173,8 @@ impl Device {
         ram: &mut [u8],
     ) -> Option<Action<'_>> {
         match self {
-            Self::Crb(d) => d.write_in_ram(offset, data, ram).map(Action::from),
-            Self::Tis(d) => d.write(offset, data).map(Action::from),
+            Self::Crb(d) => d.write_in_ram(offset, data, ram),
+            Self::Tis(d) => d.write(offset, data),
         }
     }
 
@@ -242,8 +187,7 @@ impl Device {
     ) {
         match self {
             Self::Crb(d) => {
-                let answer = response.ok_or(vtpm_crb::BackendFailed);
-                d.complete_in_ram(vtpm_crb::ExecToken(token.0), answer, ram);
+                d.complete_in_ram(token, response.ok_or(BackendFailed), ram);
             }
             Self::Tis(_) => self.complete_swap(token, response),
         }

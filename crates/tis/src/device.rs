@@ -13,62 +13,7 @@ use crate::spec::{
     DATA_FIFO_LEN, LOCALITY_PAGE_SIZE, MAX_LOCALITIES, NO_DATA_BYTE, XDATA_FIFO_LEN,
 };
 
-/// Identifies one execution, so a completion that outlived a reset or a
-/// locality change is recognised and dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ExecToken(pub u64);
-
-/// Work the device hands to its host after an MMIO write.
-pub enum Action<'a> {
-    /// Run `command` on the backend at `locality`, then call
-    /// [`TisDevice::complete`] with `token`.
-    Execute {
-        /// Pass back to [`TisDevice::complete`].
-        token: ExecToken,
-        /// Locality the command was sent from.
-        locality: u8,
-        /// The whole command, as received through the FIFO.
-        command: &'a [u8],
-    },
-    /// Ask the backend to cancel the execution `token`. It still completes.
-    Cancel {
-        /// The execution to cancel.
-        token: ExecToken,
-    },
-    /// Clear the backend's established flag on behalf of `locality` (3 or 4),
-    /// then report the new flag with [`TisDevice::set_established`].
-    ResetEstablished {
-        /// The locality that asked.
-        locality: u8,
-    },
-}
-
-impl fmt::Debug for Action<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Execute {
-                token,
-                locality,
-                command,
-            } => f
-                .debug_struct("Execute")
-                .field("token", token)
-                .field("locality", locality)
-                .field("command_len", &command.len())
-                .finish(),
-            Self::Cancel { token } => f.debug_struct("Cancel").field("token", token).finish(),
-            Self::ResetEstablished { locality } => f
-                .debug_struct("ResetEstablished")
-                .field("locality", locality)
-                .finish(),
-        }
-    }
-}
-
-/// The backend could not produce a response; the device answers the
-/// command with TPM_RC_FAILURE itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BackendFailed;
+pub use vtpm_mmio::{Action, BackendFailed, ExecToken};
 
 /// What [`TisDevice::complete`] did with a completion.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

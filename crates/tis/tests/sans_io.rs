@@ -43,7 +43,13 @@ fn sources_use_no_std_io_threads_or_clocks() {
         .collect();
     assert_eq!(
         names,
-        ["vtpm-wire", "vtpm-frame", "thiserror", "zeroize"],
+        [
+            "vtpm-mmio",
+            "vtpm-wire",
+            "vtpm-frame",
+            "thiserror",
+            "zeroize"
+        ],
         "runtime dependencies"
     );
 }
