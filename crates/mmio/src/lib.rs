@@ -147,6 +147,11 @@ impl fmt::Debug for Action<'_> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BackendFailed;
 
+/// The README's examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 #[cfg(test)]
 mod tests {
     use super::*;
