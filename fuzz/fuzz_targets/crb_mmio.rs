@@ -31,9 +31,15 @@ fuzz_target!(|data: &[u8]| {
                 let mut buf = vec![0u8; usize::from(op >> 3)];
                 device.read(offset, &mut buf);
             }
-            1 => {
-                let width = [1usize, 2, 4, 8][usize::from(op >> 6)];
-                let value: Vec<u8> = (0..width).map(|_| next().unwrap_or(0)).collect();
+            1 | 2 => {
+                // Register-sized writes, or any length up to 31 bytes (a
+                // window copy, or an odd access to a register).
+                let len = if op % 6 == 1 {
+                    [1usize, 2, 4, 8][usize::from(op >> 6)]
+                } else {
+                    usize::from(op >> 3)
+                };
+                let value: Vec<u8> = (0..len).map(|_| next().unwrap_or(0)).collect();
                 match device.write(offset, &value) {
                     Some(Action::Execute { token, command, .. }) => {
                         assert!(command.len() >= 10 && command.len() <= limit);
@@ -46,11 +52,6 @@ fuzz_target!(|data: &[u8]| {
                     Some(Action::Cancel { token }) => assert!(pending.contains(&token)),
                     _ => {}
                 }
-            }
-            2 => {
-                let len = usize::from(op >> 3);
-                let value: Vec<u8> = (0..len).map(|_| next().unwrap_or(0)).collect();
-                device.write(offset, &value);
             }
             3 => {
                 if let Some(token) = pending.pop() {

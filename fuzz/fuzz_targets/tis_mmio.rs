@@ -52,9 +52,15 @@ fuzz_target!(|data: &[u8]| {
                     }
                 }
             }
-            1 => {
-                let width = [1usize, 2, 4, 8][usize::from(op >> 6)];
-                let value: Vec<u8> = (0..width).map(|_| next().unwrap_or(0)).collect();
+            1 | 2 => {
+                // Register-sized writes, or any length up to 31 bytes (a
+                // FIFO burst, or an odd access to a register).
+                let len = if op % 8 == 1 {
+                    [1usize, 2, 4, 8][usize::from(op >> 6)]
+                } else {
+                    usize::from(op >> 3)
+                };
+                let value: Vec<u8> = (0..len).map(|_| next().unwrap_or(0)).collect();
                 if let Some(Action::Execute {
                     token,
                     command,
@@ -64,11 +70,6 @@ fuzz_target!(|data: &[u8]| {
                     assert!(command.len() <= limit);
                     pending.push((token, locality));
                 }
-            }
-            2 => {
-                let len = usize::from(op >> 3);
-                let value: Vec<u8> = (0..len).map(|_| next().unwrap_or(0)).collect();
-                device.write(offset, &value);
             }
             3 => {
                 if let Some((token, locality)) = pending.pop() {
