@@ -134,6 +134,21 @@ struct CancelGate {
     sent: bool,
 }
 
+/// Marks the end of a command on the cancel gate when dropped.
+struct OpenGate<'a>(&'a Shared);
+
+impl Drop for OpenGate<'_> {
+    fn drop(&mut self) {
+        let mut gate = relock(&self.0.cancel_gate);
+        gate.executing = false;
+        if std::mem::take(&mut gate.sent) {
+            if let Some(canceller) = self.0.canceller() {
+                canceller.withdraw();
+            }
+        }
+    }
+}
+
 /// What became of a cancel request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum CancelOutcome {
@@ -176,14 +191,10 @@ impl Shared {
         response: &mut Vec<u8>,
     ) {
         relock(&self.cancel_gate).executing = true;
+        // Closes the gate however the command ends, a panic in the backend
+        // included (the connection's catch_unwind then ends the request).
+        let _open = OpenGate(self);
         tpm.execute(locality, command, response);
-        let mut gate = relock(&self.cancel_gate);
-        gate.executing = false;
-        if std::mem::take(&mut gate.sent) {
-            if let Some(canceller) = self.canceller() {
-                canceller.withdraw();
-            }
-        }
     }
 
     /// Cancels the command executing now, if any (without the TPM lock:

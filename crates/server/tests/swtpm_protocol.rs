@@ -439,3 +439,47 @@ fn cancel_tpm_cmd_reaches_the_command_executing_and_is_withdrawn_after_it() {
     // taken back before the next command can start.
     assert_eq!(cancels.withdrawals(), 1);
 }
+
+#[test]
+fn a_backend_panic_mid_command_leaves_no_command_open_to_a_later_cancel() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use vtpm_backend::testing::{CancelCounter, FnBackend};
+
+    // A test double that panics on its first GetRandom (a fault the real
+    // TPM cannot be made to show) and answers success otherwise.
+    let cancels = Arc::new(CancelCounter::default());
+    let panicked = Arc::new(AtomicBool::new(false));
+    let backend = {
+        let panicked = panicked.clone();
+        FnBackend::new(4096, move |_, command, response| {
+            if command.get(6..10) == Some(&0x17Bu32.to_be_bytes()[..])
+                && !panicked.swap(true, Ordering::SeqCst)
+            {
+                panic!("injected backend panic");
+            }
+            response.extend_from_slice(&[0x80, 0x01, 0, 0, 0, 10, 0, 0, 0, 0]);
+            Ok(())
+        })
+        .with_cancels(cancels.clone())
+    };
+    let server = start(Options {
+        startup: false,
+        backend: Some(Box::new(backend)),
+        ..Options::default()
+    });
+    let ctrl_path = server.ctrl.clone().unwrap();
+    let mut data = unix(server.data.as_ref().unwrap());
+    data.write_all(&get_random(8)).unwrap();
+    assert!(
+        closed(&mut data),
+        "the panicking request ends its connection"
+    );
+    assert!(panicked.load(Ordering::SeqCst));
+
+    // Nothing executes now: a cancel reaches nobody, and the server serves on.
+    assert_eq!(ctrl(&ctrl_path, &req(cmd::CANCEL_TPM_CMD, &[]), 4), [0; 4]);
+    assert_eq!(cancels.count(), 0);
+    let mut data = unix(server.data.as_ref().unwrap());
+    assert_eq!(rc(&transact(&mut data, &get_random(8))), 0);
+}
