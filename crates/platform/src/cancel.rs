@@ -47,7 +47,7 @@ pub(crate) struct BackendGate {
 impl BackendGate {
     /// The backend starts the command `token`: an early cancel for it goes
     /// out now, one for another command is dropped.
-    fn start(&mut self, token: Token, handle: Option<&Arc<dyn Cancel>>) {
+    pub(crate) fn start(&mut self, token: Token, handle: Option<&Arc<dyn Cancel>>) {
         self.running = Some(token);
         self.sent = false;
         if self.early.take() == Some(token) {
@@ -59,7 +59,7 @@ impl BackendGate {
 
     /// The backend finished its command: a cancel sent for it is withdrawn
     /// in case the command ended without seeing it.
-    fn finish(&mut self, handle: Option<&Arc<dyn Cancel>>) {
+    pub(crate) fn finish(&mut self, handle: Option<&Arc<dyn Cancel>>) {
         self.running = None;
         if std::mem::take(&mut self.sent) {
             if let Some(handle) = handle {
@@ -89,21 +89,6 @@ impl BackendGate {
             Err(e) => tracing::warn!(error = %e, "cancel failed"),
         }
     }
-}
-
-/// The worker starts the command `token` on the backend whose cancel
-/// handle is `handle`.
-pub(crate) fn begin(shared: &Shared, token: Token, handle: Option<&Arc<dyn Cancel>>) {
-    relock(&shared.backend_gate).start(token, handle);
-}
-
-/// The worker's backend finished its command.
-pub(crate) fn end(shared: &Shared, handle: Option<&Arc<dyn Cancel>>) {
-    relock(&shared.backend_gate).finish(handle);
-}
-
-fn relock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Asks for the command `token` to be cancelled. Never waits for the
@@ -158,7 +143,7 @@ fn canceller(shared: Arc<Shared>) {
         // Inline, the backend runs under the state lock, so a command never
         // shows as executing here; the gate then keeps the request for a
         // start that never comes, which cancels nothing.
-        relock(&shared.backend_gate).request(token, &handle);
+        shared.backend_gate().request(token, &handle);
         state = shared.lock();
     }
 }

@@ -163,6 +163,11 @@ impl Shared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The canceller's view of the command the worker's backend runs.
+    pub(crate) fn backend_gate(&self) -> MutexGuard<'_, crate::cancel::BackendGate> {
+        self.backend_gate.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Waits for a command job to finish, until `deadline` (none: no
     /// bound). `None` once the deadline has passed.
     pub(crate) fn wait_done<'a>(
@@ -240,11 +245,11 @@ pub(crate) fn worker(
             continue;
         }
         if let Job::Execute { token, .. } = job {
-            crate::cancel::begin(&shared, token, canceller.as_ref());
+            shared.backend_gate().start(token, canceller.as_ref());
         }
         let outcome = run_job(&mut *backend, &job, &command, &mut response);
         if matches!(job, Job::Execute { .. }) {
-            crate::cancel::end(&shared, canceller.as_ref());
+            shared.backend_gate().finish(canceller.as_ref());
         }
         command.zeroize();
         let mut state = shared.lock();

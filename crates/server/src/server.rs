@@ -135,9 +135,9 @@ struct CancelGate {
 }
 
 /// Marks the end of a command on the cancel gate when dropped.
-struct OpenGate<'a>(&'a Shared);
+struct EndOfCommand<'a>(&'a Shared);
 
-impl Drop for OpenGate<'_> {
+impl Drop for EndOfCommand<'_> {
     fn drop(&mut self) {
         let mut gate = relock(&self.0.cancel_gate);
         gate.executing = false;
@@ -193,7 +193,7 @@ impl Shared {
         relock(&self.cancel_gate).executing = true;
         // Closes the gate however the command ends, a panic in the backend
         // included (the connection's catch_unwind then ends the request).
-        let _open = OpenGate(self);
+        let _end = EndOfCommand(self);
         tpm.execute(locality, command, response);
     }
 

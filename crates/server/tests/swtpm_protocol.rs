@@ -12,6 +12,7 @@ use common::*;
 use vtpm_backend::swtpm::ctrl::{cap, cmd, ControlChannel};
 use vtpm_client::{get_random, pcr_extend_sha256, shutdown, startup};
 use vtpm_wire::consts::{TPM_SU_CLEAR, TPM_SU_STATE};
+use vtpm_wire::{cc, error_response, ResponseCode};
 
 #[test]
 fn get_capability_is_a_bare_bitmask_of_what_is_implemented() {
@@ -393,7 +394,6 @@ fn cancel_tpm_cmd_reaches_the_command_executing_and_is_withdrawn_after_it() {
     use std::sync::Arc;
     use vtpm_backend::testing::{CancelCounter, FnBackend};
 
-    const TPM_RC_CANCELED: u32 = 0x909;
     // A test double: GetRandom runs until it is cancelled (a long command
     // the test can hold open without timing); everything else succeeds.
     let cancels = Arc::new(CancelCounter::default());
@@ -401,17 +401,16 @@ fn cancel_tpm_cmd_reaches_the_command_executing_and_is_withdrawn_after_it() {
     let backend = {
         let (seen, running) = (cancels.clone(), running.clone());
         FnBackend::new(4096, move |_, command, response| {
-            let mut code = TPM_RC_CANCELED;
-            if command.get(6..10) == Some(&0x17Bu32.to_be_bytes()[..]) {
+            let mut code = ResponseCode::CANCELED;
+            if command.get(6..10) == Some(&cc::GET_RANDOM.to_be_bytes()[..]) {
                 running.store(true, Ordering::SeqCst);
                 while seen.count() == 0 {
                     std::thread::yield_now();
                 }
             } else {
-                code = 0;
+                code = ResponseCode::SUCCESS;
             }
-            response.extend_from_slice(&[0x80, 0x01, 0, 0, 0, 10]);
-            response.extend_from_slice(&code.to_be_bytes());
+            response.extend_from_slice(&error_response(code));
             Ok(())
         })
         .with_cancels(cancels.clone())
@@ -433,7 +432,7 @@ fn cancel_tpm_cmd_reaches_the_command_executing_and_is_withdrawn_after_it() {
         std::thread::yield_now();
     }
     assert_eq!(ctrl(&ctrl_path, &req(cmd::CANCEL_TPM_CMD, &[]), 4), [0; 4]);
-    assert_eq!(rc(&command.join().unwrap()), TPM_RC_CANCELED);
+    assert_eq!(rc(&command.join().unwrap()), ResponseCode::CANCELED.0);
     assert_eq!(cancels.count(), 1, "the executing command was cancelled");
     // Once the command has answered, whatever is left of the request is
     // taken back before the next command can start.
@@ -453,12 +452,12 @@ fn a_backend_panic_mid_command_leaves_no_command_open_to_a_later_cancel() {
     let backend = {
         let panicked = panicked.clone();
         FnBackend::new(4096, move |_, command, response| {
-            if command.get(6..10) == Some(&0x17Bu32.to_be_bytes()[..])
+            if command.get(6..10) == Some(&cc::GET_RANDOM.to_be_bytes()[..])
                 && !panicked.swap(true, Ordering::SeqCst)
             {
                 panic!("injected backend panic");
             }
-            response.extend_from_slice(&[0x80, 0x01, 0, 0, 0, 10, 0, 0, 0, 0]);
+            response.extend_from_slice(&error_response(ResponseCode::SUCCESS));
             Ok(())
         })
         .with_cancels(cancels.clone())
