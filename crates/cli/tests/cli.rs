@@ -1,49 +1,11 @@
 //! The `vtpm` binary end to end: the embedded sim and a real swtpm.
 
+mod common;
+
 use std::process::{Command, Output};
 
+use common::{assert_ok, json_lines, step, vtpm};
 use serde_json::Value;
-
-fn vtpm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vtpm"))
-        .args(args)
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-        .output()
-        .expect("run vtpm")
-}
-
-/// Parses `exercise --json` output into (steps, summary).
-fn json_lines(out: &Output) -> (Vec<Value>, Value) {
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut steps = Vec::new();
-    let mut summary = Value::Null;
-    for line in text.lines() {
-        let v: Value =
-            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON: {line}: {e}"));
-        match v.get("summary") {
-            Some(s) => summary = s.clone(),
-            None => steps.push(v),
-        }
-    }
-    (steps, summary)
-}
-
-fn step<'a>(steps: &'a [Value], name: &str) -> &'a Value {
-    steps
-        .iter()
-        .find(|s| s["step"] == name)
-        .unwrap_or_else(|| panic!("no step {name}"))
-}
-
-fn assert_ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 #[test]
 fn swtpm_at_window_256_moves_pieces_both_ways() {

@@ -3,6 +3,8 @@
 //! missing `--swtpm-data` are named, and a swtpm that stops answering ends
 //! the run with its cause after `--timeout`.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -10,6 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::{assert_ok, vtpm};
 use serde_json::Value;
 
 /// A swtpm with a control socket and a Unix data server, in its own
@@ -107,25 +110,8 @@ impl Drop for Swtpm {
     }
 }
 
-fn vtpm<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vtpm"))
-        .args(args)
-        .output()
-        .expect("run vtpm")
-}
-
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn assert_ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        stderr(out)
-    );
 }
 
 #[test]

@@ -1,27 +1,12 @@
 //! `vtpm --interface tis` end to end: the same workload, probe and replay
 //! over the TIS/FIFO device, with the embedded sim and a real swtpm.
 
-use std::process::{Command, Output};
+mod common;
 
+use std::process::Output;
+
+use common::{assert_ok, json_lines, step, vtpm};
 use serde_json::Value;
-
-fn vtpm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vtpm"))
-        .args(args)
-        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-        .output()
-        .expect("run vtpm")
-}
-
-fn assert_ok(out: &Output) {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Runs `exercise --interface tis --json` with `extra` and returns (steps,
 /// summary) after checking it passed.
@@ -30,27 +15,12 @@ fn tis_exercise(extra: &[&str]) -> (Vec<Value>, Value) {
     args.extend_from_slice(extra);
     let out = vtpm(&args);
     assert_ok(&out);
-    let mut steps = Vec::new();
-    let mut summary = Value::Null;
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let v: Value = serde_json::from_str(line).unwrap();
-        match v.get("summary") {
-            Some(s) => summary = s.clone(),
-            None => steps.push(v),
-        }
-    }
+    let (steps, summary) = json_lines(&out);
     assert_eq!(summary["interface"], "tis", "{summary}");
     assert_eq!(summary["failed"], 0, "{summary}");
     assert!(summary.get("window").is_none(), "no window over TIS");
     assert!(steps.iter().all(|s| s["ok"] == true));
     (steps, summary)
-}
-
-fn step<'a>(steps: &'a [Value], name: &str) -> &'a Value {
-    steps
-        .iter()
-        .find(|s| s["step"] == name)
-        .unwrap_or_else(|| panic!("no step {name}"))
 }
 
 #[test]
